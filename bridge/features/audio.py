@@ -1,0 +1,280 @@
+"""Streaming audio features: incremental frame analysis + sliding-window statistics.
+
+Only new samples are analysed: each ``process(samples)`` call turns the complete new frames (hop ``hop_ms``,
+frame ``frame_ms``, no centering) into one row of frame-level features and appends it to a bounded ring; the
+window vector (``window()``) is a handful of weighted statistics over that ring, so its cost does not grow with
+the data seen and barely with the window length. Frame boundaries depend only on sample positions, so results
+do not depend on how the microphone chops the stream into blocks. ``reset()`` forgets everything.
+
+Frame-level features: log-mel (power, dB re 1.0), MFCC (DCT-II ortho of the log-mel, as librosa does), RMS in
+dBFS, pitch and periodicity by YIN (de Cheveigné & Kawahara 2002; difference function by FFT), spectral
+centroid, spectral flux, zero-crossing rate and onset strength (mean positive log-mel difference).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import scipy.fft
+
+from bridge.config import AudioConfig
+
+_EPS = 1e-10
+SILENCE_DB = -100.0
+
+
+@dataclass
+class AudioSnapshot:
+    """What the tick needs from the audio side right now."""
+
+    vector: np.ndarray  # window feature vector (AUDIO_DIM,)
+    voice_active: bool
+    loudness_db: float
+    pitch_hz: float
+    n_frames: int  # total frames analysed so far (for ages / tests)
+
+
+class AudioFeatures:
+    def __init__(self, cfg: AudioConfig | None = None):
+        self.cfg = cfg = cfg or AudioConfig()
+        self.sr = cfg.sample_rate
+        self.hop = int(round(cfg.hop_ms * self.sr / 1000))
+        self.n_fft = int(2 ** math.ceil(math.log2(cfg.frame_ms * self.sr / 1000)))
+        # YIN needs two periods of the lowest pitch in its frame
+        self.yin_len = int(2 ** math.ceil(math.log2(max(self.n_fft, 2.2 * self.sr / cfg.pitch_min_hz))))
+        self.context = max(self.n_fft, self.yin_len)
+        self.win_frames = max(4, int(round(cfg.window_s * 1000 / cfg.hop_ms)))
+        self.window_fn = librosa.filters.get_window("hann", self.n_fft, fftbins=True).astype(np.float32)
+        self.mel_fb = librosa.filters.mel(sr=self.sr, n_fft=self.n_fft, n_mels=cfg.n_mels).astype(np.float32)
+        self.freqs = np.fft.rfftfreq(self.n_fft, 1.0 / self.sr).astype(np.float32)
+        self.tau_min = max(2, int(self.sr / cfg.pitch_max_hz))
+        self.tau_max = min(self.yin_len // 2 - 1, int(self.sr / cfg.pitch_min_hz))
+        self.n_mfcc = cfg.n_mfcc
+        self.n_mels = cfg.n_mels
+        # frame-row layout
+        m, c = cfg.n_mels, cfg.n_mfcc
+        self.sl_logmel = slice(0, m)
+        self.sl_mfcc = slice(m, m + c)
+        i = m + c
+        self.i_rms, self.i_f0, self.i_per, self.i_cent, self.i_flux, self.i_zcr, self.i_onset = range(i, i + 7)
+        self.row_dim = i + 7
+        self.names = self._names()
+        self.dim = len(self.names)
+        self.reset()
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        # the first frame ends at sample n_fft (as librosa with center=False); YIN looks back into zeros
+        self._buf = np.zeros(self.context - self.n_fft, np.float32)
+        self._ring = np.zeros((self.win_frames, self.row_dim), np.float32)
+        self._count = 0  # frames analysed
+        self._prev_mag: np.ndarray | None = None
+        self._prev_logmel: np.ndarray | None = None
+        self._samples_seen = 0
+
+    @property
+    def frames_seen(self) -> int:
+        return self._count
+
+    @property
+    def samples_seen(self) -> int:
+        return self._samples_seen
+
+    # ----------------------------------------------------------------- input
+    def process(self, samples: np.ndarray) -> int:
+        """Add mono float samples at ``sample_rate``; analyse every new complete frame. Returns frames added."""
+        x = sanitize_audio(samples)
+        self._samples_seen += len(x)
+        buf = np.concatenate([self._buf, x]) if len(x) else self._buf
+        n_new = 0 if len(buf) < self.context else 1 + (len(buf) - self.context) // self.hop
+        if n_new:
+            rows = self._analyse(buf, n_new)
+            self._push(rows)
+            buf = buf[n_new * self.hop:]
+        self._buf = buf
+        return n_new
+
+    def _analyse(self, buf: np.ndarray, n: int) -> np.ndarray:
+        idx = np.arange(self.context)[None, :] + self.hop * np.arange(n)[:, None]
+        frames_long = buf[idx]  # (n, context): every frame ends at the same sample as its spectral frame
+        frames = frames_long[:, -self.n_fft:]
+        spec = scipy.fft.rfft(frames * self.window_fn, axis=1)
+        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+        mag = np.sqrt(power)
+        mel = power @ self.mel_fb.T
+        logmel = 10.0 * np.log10(np.maximum(mel, _EPS))
+        mfcc = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc]
+        rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+        rms_db = 20.0 * np.log10(np.maximum(rms, 1e-5))
+        f0, per = self._yin(frames_long[:, -self.yin_len:])
+        msum = mag.sum(axis=1) + _EPS
+        cent = (mag @ self.freqs) / msum / 1000.0  # kHz
+        norm_mag = mag / msum[:, None]
+        prev = np.vstack([self._prev_mag[None] if self._prev_mag is not None else norm_mag[:1], norm_mag[:-1]])
+        flux = np.sqrt(np.sum(np.maximum(norm_mag - prev, 0.0) ** 2, axis=1)) * 10.0
+        prevl = np.vstack([self._prev_logmel[None] if self._prev_logmel is not None else logmel[:1], logmel[:-1]])
+        onset = np.mean(np.maximum(logmel - prevl, 0.0), axis=1)
+        signs = np.signbit(frames)
+        zcr = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
+        self._prev_mag = norm_mag[-1]
+        self._prev_logmel = logmel[-1]
+        rows = np.empty((n, self.row_dim), np.float32)
+        rows[:, self.sl_logmel] = logmel
+        rows[:, self.sl_mfcc] = mfcc
+        rows[:, self.i_rms] = rms_db
+        rows[:, self.i_f0] = f0
+        rows[:, self.i_per] = per
+        rows[:, self.i_cent] = cent
+        rows[:, self.i_flux] = flux
+        rows[:, self.i_zcr] = zcr
+        rows[:, self.i_onset] = onset
+        return rows
+
+    def _yin(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised YIN on (n, yin_len) frames -> (f0 Hz or 0, periodicity in [0, 1])."""
+        w = self.yin_len // 2
+        x = frames.astype(np.float64)
+        nfft = 2 * self.yin_len
+        fx = np.fft.rfft(x, nfft, axis=1)
+        fw = np.fft.rfft(x[:, :w], nfft, axis=1)
+        corr = np.fft.irfft(fx * np.conj(fw), nfft, axis=1)[:, : w]  # sum_j x[j] x[j+tau], j < w
+        e = np.cumsum(np.concatenate([np.zeros((len(x), 1)), x ** 2], axis=1), axis=1)
+        energy0 = e[:, w][:, None]
+        taus = np.arange(w)
+        energy_tau = e[:, taus + w] - e[:, taus]
+        d = energy0 + energy_tau - 2 * corr
+        d[:, 0] = 0.0
+        cum = np.cumsum(d[:, 1:], axis=1) / np.arange(1, w)
+        cmnd = np.ones_like(d)
+        cmnd[:, 1:] = d[:, 1:] / np.maximum(cum, 1e-12)
+        lo, hi = self.tau_min, self.tau_max
+        seg = cmnd[:, lo:hi]
+        below = seg < 0.15
+        # first dip below threshold, then walk to its local minimum; else global minimum
+        first = np.where(below.any(axis=1), below.argmax(axis=1), seg.argmin(axis=1))
+        tau = first.copy()
+        for _ in range(hi - lo):  # bounded walk downhill
+            nxt = np.minimum(tau + 1, seg.shape[1] - 1)
+            move = seg[np.arange(len(seg)), nxt] < seg[np.arange(len(seg)), tau]
+            if not move.any():
+                break
+            tau = np.where(move, nxt, tau)
+        val = seg[np.arange(len(seg)), tau]
+        t = tau + lo
+        # parabolic interpolation
+        a = cmnd[np.arange(len(t)), np.maximum(t - 1, 1)]
+        b = cmnd[np.arange(len(t)), t]
+        c = cmnd[np.arange(len(t)), np.minimum(t + 1, w - 1)]
+        den = a - 2 * b + c
+        shift = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
+        period = t + np.clip(shift, -1, 1)
+        periodicity = np.clip(1.0 - val, 0.0, 1.0)
+        silent = energy0[:, 0] < 1e-6 * w
+        f0 = np.where((periodicity > 0.5) & ~silent, self.sr / period, 0.0)
+        periodicity = np.where(silent, 0.0, periodicity)
+        return f0.astype(np.float32), periodicity.astype(np.float32)
+
+    def _push(self, rows: np.ndarray) -> None:
+        k = len(rows)
+        if k >= self.win_frames:
+            self._ring[:] = rows[-self.win_frames:]
+        else:
+            self._ring = np.roll(self._ring, -k, axis=0)
+            self._ring[-k:] = rows
+        self._count += k
+
+    # ----------------------------------------------------------------- output
+    def frame_rows(self) -> np.ndarray:
+        """The frame-level rows currently in the window (oldest first)."""
+        n = min(self._count, self.win_frames)
+        return self._ring[self.win_frames - n:]
+
+    def snapshot(self) -> AudioSnapshot:
+        rows = self.frame_rows()
+        if len(rows) == 0:
+            return AudioSnapshot(np.zeros(self.dim, np.float32), False, SILENCE_DB, 0.0, 0)
+        vec, active = self._window(rows)
+        last = rows[-1]
+        return AudioSnapshot(vec, active, float(last[self.i_rms]), float(last[self.i_f0]), self._count)
+
+    def _names(self) -> list[str]:
+        n: list[str] = []
+        n += [f"mfcc{i}_{s}" for s in ("mean", "std", "slope") for i in range(self.n_mfcc)]
+        n += [f"dmfcc{i}_std" for i in range(self.n_mfcc)]
+        n += [f"logmel{i}_{s}" for s in ("mean", "std") for i in range(self.n_mels)]
+        n += ["rms_db_mean", "rms_db_std", "rms_db_slope", "rms_db_max"]
+        n += ["pitch_st_mean", "pitch_st_std", "pitch_st_slope", "pitch_st_range", "voiced_frac"]
+        n += [f"{f}_{s}" for f in ("centroid", "flux", "zcr") for s in ("mean", "std", "slope")]
+        n += ["onset_rate", "active_frac", "recent_active"]
+        return n
+
+    def _window(self, rows: np.ndarray) -> tuple[np.ndarray, bool]:
+        n = len(rows)
+        t = (np.arange(n, dtype=np.float32) - (n - 1) / 2) * (self.cfg.hop_ms / 1000.0)
+        rms_db = rows[:, self.i_rms]
+        # soft voice-activity weight: frames in silence barely count towards spectral statistics
+        w = 1.0 / (1.0 + np.exp(-(rms_db - self.cfg.vad_threshold_db) / 3.0)) + 1e-3
+        active = (rms_db > self.cfg.vad_threshold_db)
+        voiced = (rows[:, self.i_f0] > 0) & active
+
+        def wstats(x: np.ndarray, ww: np.ndarray, t: np.ndarray = t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            sw = ww.sum()
+            mu = (ww[:, None] * x).sum(0) / sw
+            var = (ww[:, None] * (x - mu) ** 2).sum(0) / sw
+            tm = (ww * t).sum() / sw
+            tt = (ww * (t - tm) ** 2).sum() + 1e-6
+            slope = (ww[:, None] * (t - tm)[:, None] * (x - mu)).sum(0) / tt
+            return mu, np.sqrt(var), slope
+
+        mf = rows[:, self.sl_mfcc]
+        m_mu, m_sd, m_sl = wstats(mf, w)
+        if n >= 5:  # regression delta, N=2 (as HTK), over the window's interior
+            d = (2 * (mf[4:] - mf[:-4]) + (mf[3:-1] - mf[1:-3])) / 10.0
+            _, d_sd, _ = wstats(d, w[2:-2], t[2:-2])
+        else:
+            d_sd = np.zeros(self.n_mfcc, np.float32)
+        lm_mu, lm_sd, _ = wstats(rows[:, self.sl_logmel], w)
+        r_mu, r_sd, r_sl = wstats(rms_db[:, None], np.ones(n, np.float32))
+        if voiced.sum() >= 3:
+            st = 12.0 * np.log2(np.maximum(rows[voiced, self.i_f0], 1.0) / 100.0)
+            tv = t[voiced]
+            p_mu, p_sd = st.mean(), st.std()
+            p_sl = float(np.polyfit(tv, st, 1)[0]) if np.ptp(tv) > 0 else 0.0
+            p_rng = float(np.percentile(st, 90) - np.percentile(st, 10))
+        else:
+            p_mu = p_sd = p_sl = p_rng = 0.0
+        sp = rows[:, [self.i_cent, self.i_flux, self.i_zcr]]
+        s_mu, s_sd, s_sl = wstats(sp, w)
+        onset = rows[:, self.i_onset]
+        peaks = (onset[1:-1] > onset[:-2]) & (onset[1:-1] >= onset[2:]) & (onset[1:-1] > 1.5) & active[1:-1]
+        dur = n * self.cfg.hop_ms / 1000.0
+        recent = active[-max(1, int(0.3 * 1000 / self.cfg.hop_ms)):]
+        recent_voiced = voiced[-max(1, int(0.3 * 1000 / self.cfg.hop_ms)):]
+        voice_active = bool(recent.mean() > 0.3 and recent_voiced.mean() > 0.15)
+        vec = np.concatenate([
+            m_mu, m_sd, m_sl, d_sd, lm_mu, lm_sd,
+            [r_mu[0], r_sd[0], r_sl[0], rms_db.max()],
+            [p_mu, p_sd, p_sl, p_rng, voiced.mean()],
+            np.stack([s_mu, s_sd, s_sl], 1).reshape(-1),
+            [peaks.sum() / dur, active.mean(), float(voice_active)],
+        ]).astype(np.float32)
+        return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0), voice_active
+
+
+def sanitize_audio(samples: np.ndarray) -> np.ndarray:
+    """Guard the feature input: mono float32, finite, within [-1, 1]. Multi-channel input is averaged."""
+    x = np.asarray(samples)
+    if x.ndim == 2:
+        x = x.mean(axis=1) if x.shape[1] <= 64 else x.mean(axis=0)
+    elif x.ndim != 1:
+        x = x.reshape(-1)
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        x = x.astype(np.float32) / float(max(abs(info.min), info.max))
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(x, -1.0, 1.0)

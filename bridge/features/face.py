@@ -1,0 +1,183 @@
+"""Face features: MediaPipe FaceLandmarker (Tasks API, VIDEO mode) -> per-frame observation -> window statistics.
+
+``FaceObservation`` is one frame's evidence (52 blendshape scores, head yaw/pitch/roll in degrees, face size as
+the fraction of the image height the face spans, presence). ``FaceWindow`` keeps the recent observations
+(bounded by ``window_s``) and turns them into the face part of the model's tick vector. The same ``FaceWindow``
+is fed by the live landmarker, by video files and by the synthetic face evidence used in training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# MediaPipe FaceLandmarker blendshape categories, in the model's output order (ARKit names, plus _neutral).
+BLENDSHAPE_NAMES: tuple[str, ...] = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
+    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
+    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
+    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+)
+N_BLENDSHAPES = len(BLENDSHAPE_NAMES)
+BS_INDEX = {n: i for i, n in enumerate(BLENDSHAPE_NAMES)}
+
+
+@dataclass
+class FaceObservation:
+    t_capture: float
+    present: bool
+    blendshapes: np.ndarray = field(default_factory=lambda: np.zeros(N_BLENDSHAPES, np.float32))
+    pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
+    size: float = 0.0
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # (478, 3) normalised, for the preview
+
+
+def face_window_names() -> list[str]:
+    n = [f"bs_{b}_mean" for b in BLENDSHAPE_NAMES] + [f"bs_{b}_std" for b in BLENDSHAPE_NAMES]
+    n += ["yaw_mean", "pitch_mean", "roll_mean", "yaw_std", "pitch_std", "roll_std", "size_mean", "present_frac"]
+    return n
+
+
+FACE_DIM = len(face_window_names())
+
+
+class FaceWindow:
+    """Window statistics over the face observations of the last ``window_s`` seconds (present frames only)."""
+
+    def __init__(self, window_s: float = 0.5, max_frames: int = 256):
+        self.window_s = window_s
+        self._obs: deque[FaceObservation] = deque(maxlen=max_frames)
+
+    def reset(self) -> None:
+        self._obs.clear()
+
+    def push(self, obs: FaceObservation) -> None:
+        self._obs.append(obs)
+        while self._obs and obs.t_capture - self._obs[0].t_capture > self.window_s:
+            self._obs.popleft()
+
+    @property
+    def last(self) -> FaceObservation | None:
+        return self._obs[-1] if self._obs else None
+
+    def vector(self) -> np.ndarray:
+        obs = list(self._obs)
+        present = [o for o in obs if o.present]
+        out = np.zeros(FACE_DIM, np.float32)
+        if not present:
+            return out
+        bs = np.stack([o.blendshapes for o in present]).astype(np.float32)
+        pose = np.asarray([o.pose for o in present], np.float32) / 45.0
+        out[:N_BLENDSHAPES] = bs.mean(0)
+        out[N_BLENDSHAPES:2 * N_BLENDSHAPES] = bs.std(0)
+        k = 2 * N_BLENDSHAPES
+        out[k:k + 3] = pose.mean(0)
+        out[k + 3:k + 6] = pose.std(0)
+        out[k + 6] = float(np.mean([o.size for o in present]))
+        out[k + 7] = len(present) / len(obs)
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
+    """Yaw, pitch, roll in degrees from MediaPipe's 4x4 facial transformation matrix (rotation part)."""
+    r = np.asarray(m, np.float64)[:3, :3]
+    sy = math.hypot(r[0, 0], r[1, 0])
+    if sy > 1e-6:
+        pitch = math.atan2(r[2, 1], r[2, 2])
+        yaw = math.atan2(-r[2, 0], sy)
+        roll = math.atan2(r[1, 0], r[0, 0])
+    else:
+        pitch = math.atan2(-r[1, 2], r[1, 1])
+        yaw = math.atan2(-r[2, 0], sy)
+        roll = 0.0
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
+class FaceTracker:
+    """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
+
+    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640):
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions
+        from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
+
+        self._mp = mp
+        opts = FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=RunningMode.VIDEO,
+            num_faces=1,
+            min_face_detection_confidence=min_detection_confidence,
+            min_face_presence_confidence=min_detection_confidence,
+            min_tracking_confidence=0.5,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        self._landmarker = FaceLandmarker.create_from_options(opts)
+        self._max_side = max_input_side
+        self._last_ts = -1
+
+    def process(self, image, t_capture: float) -> FaceObservation:
+        """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
+        import cv2
+
+        img = sanitize_frame(image)
+        if img is None:
+            return FaceObservation(t_capture, False)
+        h, w = img.shape[:2]
+        s = self._max_side / max(h, w)
+        if s < 1.0:
+            img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        ts = max(int(t_capture * 1000), self._last_ts + 1)
+        self._last_ts = ts
+        res = self._landmarker.detect_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), ts)
+        if not res.face_landmarks:
+            return FaceObservation(t_capture, False)
+        bs = np.zeros(N_BLENDSHAPES, np.float32)
+        if res.face_blendshapes:
+            for i, cat in enumerate(res.face_blendshapes[0][:N_BLENDSHAPES]):
+                bs[i] = cat.score
+        pose = (0.0, 0.0, 0.0)
+        if res.facial_transformation_matrixes:
+            pose = euler_from_matrix(res.facial_transformation_matrixes[0])
+        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32)
+        size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
+        return FaceObservation(t_capture, True, bs, pose, size, lm)
+
+    def close(self) -> None:
+        self._landmarker.close()
+
+
+def sanitize_frame(image) -> np.ndarray | None:
+    """Any frame -> contiguous BGR uint8 of at least 32x32, or None if unusable."""
+    import cv2
+
+    if image is None:
+        return None
+    img = np.asarray(image)
+    if img.size == 0 or img.ndim not in (2, 3):
+        return None
+    if img.dtype != np.uint8:
+        if img.dtype.kind == "f":
+            img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
+            img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif img.shape[2] != 3:
+        return None
+    if min(img.shape[:2]) < 32:
+        return None
+    return np.ascontiguousarray(img)

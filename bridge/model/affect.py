@@ -1,0 +1,151 @@
+"""The streaming affect model: a small LSTM over tick vectors, with its recurrent state in one object.
+
+``AffectNet.forward`` runs whole sequences (training, evaluation); ``StreamingAffectModel.step`` runs one tick
+and keeps ``(h, c)`` in ``self.state`` — equal to the full-sequence pass (tested to 1e-5). Weights files are
+plain dicts of tensors and metadata, loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bridge.labels import LABELS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "default.pt"
+
+
+class WeightsError(RuntimeError):
+    """Weights missing, corrupt or made for other features; the message says what to do."""
+
+
+class AffectNet(nn.Module):
+    def __init__(self, in_dim: int, audio_dim: int, face_dim: int, hidden: int = 128, proj: int = 128,
+                 dropout: float = 0.2, n_labels: int = len(LABELS)):
+        super().__init__()
+        self.in_dim, self.audio_dim, self.face_dim = in_dim, audio_dim, face_dim
+        self.hidden, self.proj_dim = hidden, proj
+        self.proj = nn.Sequential(nn.Linear(in_dim, proj), nn.LayerNorm(proj), nn.GELU(), nn.Dropout(dropout))
+        self.lstm = nn.LSTM(proj, hidden, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.head_cls = nn.Linear(hidden, n_labels)
+        self.head_va = nn.Linear(hidden, 2)
+        self.head_conf = nn.Linear(hidden + n_labels, 1)
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """z-score, then zero a missing modality's block (masks sit in the last 4 columns)."""
+        a, f = self.audio_dim, self.face_dim
+        z = (x - self.mean) / self.std
+        z = torch.clamp(z, -8.0, 8.0)
+        audio_present = x[..., a + f: a + f + 1]
+        face_present = x[..., a + f + 1: a + f + 2]
+        return torch.cat([z[..., :a] * audio_present, z[..., a:a + f] * face_present, x[..., a + f:]], dim=-1)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x: (B, T, in_dim) raw tick vectors -> logits (B,T,L), va (B,T,2) in [-1,1], conf (B,T), state."""
+        h, state = self.lstm(self.proj(self.normalise(x)), state)
+        h = self.drop(h)
+        logits = self.head_cls(h)
+        va = torch.tanh(self.head_va(h))
+        conf = torch.sigmoid(self.head_conf(torch.cat([h, torch.softmax(logits, -1).detach()], -1))).squeeze(-1)
+        return logits, va, conf, state
+
+
+@dataclass
+class StepOutput:
+    probs: np.ndarray
+    valence: float
+    arousal: float
+    confidence: float
+
+
+class StreamingAffectModel:
+    """One tick at a time; the LSTM's (h, c) live in ``self.state`` and ``reset()`` clears them."""
+
+    def __init__(self, net: AffectNet, meta: dict):
+        self.net = net.eval()
+        self.meta = meta
+        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    @torch.inference_mode()
+    def step(self, vec: np.ndarray) -> StepOutput:
+        x = torch.from_numpy(np.asarray(vec, np.float32)).view(1, 1, -1)
+        logits, va, conf, self.state = self.net(x, self.state)
+        probs = torch.softmax(logits[0, 0], -1).numpy()
+        return StepOutput(probs, float(va[0, 0, 0]), float(va[0, 0, 1]), float(conf[0, 0]))
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> StreamingAffectModel:
+        net, meta = load_weights(path)
+        return cls(net, meta)
+
+
+def default_weights_path() -> Path:
+    return Path(str(resources.files("bridge.model") / "weights" / DEFAULT_WEIGHTS))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(path: str | Path, net: AffectNet, meta: dict) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arch = {"in_dim": net.in_dim, "audio_dim": net.audio_dim, "face_dim": net.face_dim, "hidden": net.hidden,
+            "proj": net.proj_dim}
+    torch.save({"format": "emotion-bridge-weights/1", "arch": arch, "meta": meta,
+                "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}, path)
+    digest = sha256_file(path)
+    path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
+    p = Path(path) if path else default_weights_path()
+    if not p.is_file():
+        raise WeightsError(
+            f"no model weights at {p}. The bridge sends no emotions without a trained model. "
+            f"Pass --weights PATH (train one with `emotion-bridge train`), or reinstall the package to get the "
+            f"default weights.")
+    sidecar = p.with_suffix(".sha256")
+    if sidecar.is_file():
+        expected = sidecar.read_text().split()[0]
+        actual = sha256_file(p)
+        if actual != expected:
+            raise WeightsError(f"{p} does not match its checksum in {sidecar.name} (expected {expected[:12]}…, "
+                               f"got {actual[:12]}…): the file is corrupt or was replaced. Re-download or retrain.")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for corrupt/truncated/unsafe files
+        raise WeightsError(f"cannot read model weights {p}: {type(e).__name__}: {str(e)[:200]}. "
+                           f"The file is corrupt, truncated or not an emotion-bridge weights file.") from None
+    if not isinstance(blob, dict) or blob.get("format") != "emotion-bridge-weights/1":
+        raise WeightsError(f"{p} is not an emotion-bridge weights file (format tag missing).")
+    arch, meta = blob["arch"], blob["meta"]
+    if list(meta.get("labels", [])) != list(LABELS):
+        raise WeightsError(f"{p} was trained for labels {meta.get('labels')}, this bridge uses {list(LABELS)}.")
+    net = AffectNet(**arch)
+    try:
+        net.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:
+        raise WeightsError(f"{p}: weights do not fit the model architecture: {str(e)[:300]}") from None
+    return net.eval(), meta
