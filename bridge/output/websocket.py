@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CommandHandler = Callable[[dict], dict]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Client:
     ws: ServerConnection
     queue: asyncio.Queue

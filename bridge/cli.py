@@ -1,0 +1,294 @@
+"""The ``emotion-bridge`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from bridge import __version__
+from bridge.config import ConfigError, load_config
+
+console = Console(stderr=True)
+log = logging.getLogger("bridge")
+
+
+def _setup_logging(level: str, file: str | None = None, max_bytes: int = 5_000_000, backups: int = 5) -> None:
+    from rich.logging import RichHandler
+
+    handlers: list[logging.Handler] = [RichHandler(console=console, show_path=False, rich_tracebacks=False)]
+    if file:
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(fh)
+    logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    sys.exit(code)
+
+
+def _source(v: str) -> int | str:
+    return int(v) if v.isdigit() else v
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="emotion-bridge")
+def main() -> None:
+    """Face + voice -> streaming emotion model -> OSC and WebSocket (for TouchDesigner and friends)."""
+
+
+def _overrides(**kw) -> dict:
+    o: dict = {}
+    if kw.get("video") is not None:
+        o["video.source"] = _source(kw["video"])
+    if kw.get("audio") is not None:
+        o["audio.source"] = _source(kw["audio"])
+    if kw.get("no_video"):
+        o["video.enabled"] = False
+    if kw.get("no_audio"):
+        o["audio.enabled"] = False
+    if kw.get("osc"):
+        o["osc.targets"] = list(kw["osc"])
+    if kw.get("ws"):
+        host, _, port = kw["ws"].rpartition(":")
+        if not host or not port.isdigit():
+            _fail(f"--ws expects HOST:PORT, got {kw['ws']!r}")
+        o["websocket.host"], o["websocket.port"] = host, int(port)
+    if kw.get("speed"):
+        o["sources.speed"] = kw["speed"]
+    if kw.get("loop"):
+        o["sources.loop"] = True
+    if kw.get("face_model"):
+        o["video.face_model"] = kw["face_model"]
+    if kw.get("weights"):
+        o["model.weights"] = kw["weights"]
+    if kw.get("no_monitor"):
+        o["monitor.enabled"] = False
+    if kw.get("monitor_port") is not None:
+        o["monitor.port"] = kw["monitor_port"]
+    if kw.get("log_level"):
+        o["logging.level"] = kw["log_level"].upper()
+    return o
+
+
+def _load(config: str | None, overrides: dict):
+    try:
+        return load_config(config, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+_run_options = [
+    click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config (see configs/)."),
+    click.option("--video", metavar="SRC", help="Camera index, video file or stream URL (rtsp://, http://)."),
+    click.option("--audio", metavar="SRC", help="Microphone index or name part, or an audio file."),
+    click.option("--no-video", is_flag=True, help="Voice only."),
+    click.option("--no-audio", is_flag=True, help="Face only."),
+    click.option("--osc", metavar="HOST:PORT", multiple=True, help="OSC target (repeatable). Default 127.0.0.1:7000."),
+    click.option("--ws", metavar="HOST:PORT", help="WebSocket server address. Default 127.0.0.1:9980."),
+    click.option("--speed", type=click.Choice(["realtime", "max"]), help="Pace of file sources."),
+    click.option("--loop", is_flag=True, help="Repeat file sources."),
+    click.option("--face-model", type=click.Path(dir_okay=False), help="MediaPipe face_landmarker.task file."),
+    click.option("--weights", type=click.Path(dir_okay=False), help="Affect model weights (.pt)."),
+    click.option("--no-monitor", is_flag=True, help="Do not serve the browser monitor page."),
+    click.option("--monitor-port", type=int, help="Port of the browser monitor page (default 9981)."),
+    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
+]
+
+
+def run_options(f):
+    for opt in reversed(_run_options):
+        f = opt(f)
+    return f
+
+
+@main.command()
+@run_options
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No live status line.")
+def run(config, duration, quiet, **kw):
+    """Run the bridge: capture -> features -> model -> OSC / WebSocket."""
+    cfg = _load(config, _overrides(**kw))
+    _setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
+    from bridge.live import build_bridge
+
+    try:
+        bridge = build_bridge(cfg)
+    except Exception as e:  # start-up problems become one clear message
+        from bridge.live import StartupError
+
+        if isinstance(e, StartupError):
+            _fail(str(e))
+        raise
+
+    def _stop(signum, _frame):
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        bridge._stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _stop)
+    bridge.start()
+    status = None if quiet else _status_printer()
+    try:
+        bridge.run(duration, status)
+    finally:
+        bridge.stop()
+        if status:
+            console.print()
+        lat = sorted(bridge.hub.latencies_ms) if bridge.hub else []
+        if lat:
+            p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
+            log.info("sent %d states; capture-to-wire latency p50 %.1f ms, p99 %.1f ms", bridge.hub.published,
+                     p(0.5), p(0.99))
+
+
+def _status_printer():
+    import time
+
+    last = [0.0]
+    interactive = console.is_terminal
+
+    def show(bridge) -> None:
+        now = time.monotonic()
+        if not interactive and now - last[0] < 5.0:
+            return
+        last[0] = now
+        s = bridge.last_state
+        hub = bridge.hub
+        lat = hub.latencies_ms[-1] if hub and hub.latencies_ms else float("nan")
+        h = bridge.health()["sources"]
+        src = " ".join(f"{k}:{v.get('status')}" for k, v in h.items())
+        if s is None:
+            line = f"waiting for input… {src}"
+        else:
+            line = (f"{hub.fps if hub else 0:5.1f} fps  {lat:5.1f} ms  {s.label:>9s} {s.confidence:4.2f}  "
+                    f"V{s.valence:+.2f} A{s.arousal:+.2f}  face:{int(s.face_present)} voice:{int(s.voice_active)}  "
+                    f"{src}")
+        if interactive:
+            console.print(line.ljust(100), end="\r", highlight=False, soft_wrap=True)
+        else:
+            console.print(line, highlight=False)
+
+    return show
+
+
+@main.command("config")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config to merge over the defaults.")
+def config_cmd(config):
+    """Print the effective configuration (defaults -> file)."""
+    from bridge.config import dump_config
+
+    click.echo(dump_config(_load(config, {})))
+
+
+@main.command()
+def devices():
+    """List microphones and cameras with the indices to put in the config."""
+    from bridge.capture.audio import list_devices
+
+    d = list_devices()
+    console.print("[bold]Microphones[/] (audio.source: index or part of the name)")
+    for i in d.get("inputs", []):
+        console.print(f"  {i['index']:>3}  {i['name']}  ({i.get('default_samplerate', '?')} Hz, {i.get('hostapi', '')})"
+                      + ("  [default]" if i.get("default") else ""), highlight=False)
+    if not d.get("inputs"):
+        console.print("  none found" + (f" ({d['error']})" if d.get("error") else ""))
+    console.print("[bold]Cameras[/] (video.source: index)")
+    for c in d.get("cameras", []):
+        console.print(f"  {c['index']:>3}  {c.get('width', '?')}x{c.get('height', '?')}", highlight=False)
+    if not d.get("cameras"):
+        console.print("  none found")
+
+
+@main.command()
+@click.option("--fetch", is_flag=True, help="Download the face model if it is missing.")
+@click.option("--face-model", type=click.Path(dir_okay=False), help="Check this file instead.")
+def models(fetch, face_model):
+    """Show where the face model and affect weights are (and fetch the face model)."""
+    from bridge.features import face_model as fm
+    from bridge.model.affect import WeightsError, default_weights_path, load_weights
+
+    try:
+        p = fm.resolve(face_model, download=fetch)
+        console.print(f"face model: {p}  (sha256 {fm.sha256(p)[:16]}…)", highlight=False)
+    except fm.FaceModelError as e:
+        console.print(f"[yellow]face model:[/] {e}", highlight=False)
+    try:
+        _, meta = load_weights(None)
+        console.print(f"affect weights: {default_weights_path()}  (val UAR {meta.get('val_uar_audio_only', 0):.1%}, "
+                      f"{meta.get('data_license', '')})", highlight=False)
+    except WeightsError as e:
+        console.print(f"[yellow]affect weights:[/] {e}", highlight=False)
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", default="bridge/model/weights/default.pt", show_default=True, help="Weights file to write.")
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--val-actors", default="15,16,17,18", show_default=True, help="RAVDESS actors held out.")
+@click.option("--chain-sets", default=2, show_default=True, help="Different random chainings of the clips.")
+@click.option("--workers", default=2, show_default=True)
+@click.option("--artifacts", default="artifacts/train", show_default=True, help="Curves, confusion, report.")
+@click.option("--no-baselines", is_flag=True)
+def train(data, out, epochs, seed, val_actors, chain_sets, workers, artifacts, no_baselines):
+    """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
+    _setup_logging("INFO")
+    from bridge.training.train import TrainConfig, train as _train
+
+    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed,
+                      val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
+                      workers=workers, artifacts=artifacts, baselines=not no_baselines)
+    rep = _train(cfg)
+    v = rep["val_clips_audio_only"]
+    console.print(f"validation (audio only, unseen speakers): UAR {v['uar']:.1%}, accuracy {v['accuracy']:.1%} "
+                  f"on {v['n_clips']} clips -> {out}; report in {artifacts}/report.json")
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--weights", type=click.Path(dir_okay=False), help="Default: the packaged weights.")
+@click.option("--actors", default="", help="Only these RAVDESS actors, e.g. 19,20,21.")
+@click.option("--out", default="artifacts/evaluate", show_default=True)
+@click.option("--workers", default=2, show_default=True)
+def evaluate(data, weights, actors, out, workers):
+    """UAR, accuracy, per-class recall, confusion matrix (PNG) and valence/arousal CCC on labelled clips."""
+    _setup_logging("INFO")
+    from bridge.labels import LABELS
+    from bridge.model.affect import WeightsError
+    from bridge.training.train import evaluate as _evaluate
+
+    try:
+        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers)
+    except WeightsError as e:
+        _fail(str(e))
+    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}")
+    console.print(f"UAR {res['uar']:.1%}   accuracy {res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   "
+                  f"CCC arousal {res['ccc_arousal']:.3f}")
+    console.print("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()), highlight=False)
+    console.print("confusion (rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
+    for name, row in zip(LABELS, res["confusion"]):
+        console.print(f"  {name:>9s} " + " ".join(f"{x:4d}" for x in row), highlight=False)
+    console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Markdown tables (as in the READMEs).")
+def schema(markdown):
+    """Print every OSC address and JSON field the bridge sends."""
+    from bridge.output import schema as s
+
+    if markdown:
+        click.echo(s.markdown_tables())
+    else:
+        click.echo(json.dumps(s.hello_message(__version__), indent=2))

@@ -1,0 +1,179 @@
+"""Pure compute from inputs to states, with no threads and no clock of its own.
+
+``FeatureEngine`` turns pushed audio samples and face observations into the tick vector at a given time;
+``AffectRuntime`` steps the streaming model on it and applies the label hysteresis. The live pipeline, the
+offline file path (virtual clock) and the training-data builder all use these two classes, so what the model
+sees in training is what it sees live.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge import clock
+from bridge.config import AudioConfig, EventsConfig, VideoConfig
+from bridge.features.audio import SILENCE_DB, AudioFeatures
+from bridge.features.face import FaceObservation, FaceWindow
+from bridge.frames import AffectState
+from bridge.labels import LABELS
+from bridge.model.affect import StreamingAffectModel
+from bridge.model.tick import assemble, feature_schema, schema_mismatch
+
+FACE_STALE_S = 0.5  # a face older than this is reported absent
+
+
+@dataclass
+class TickInfo:
+    t_newest: float  # capture time of the newest input reflected
+    voice_active: bool
+    loudness_db: float
+    pitch_hz: float
+    audio_age_s: float | None
+    face_present: bool
+    face_age_s: float | None
+    pose: tuple[float, float, float]
+    face_size: float
+    blendshapes: np.ndarray | None
+
+
+class FeatureEngine:
+    def __init__(self, audio_cfg: AudioConfig, video_cfg: VideoConfig, use_audio: bool = True,
+                 use_face: bool = True):
+        self.audio = AudioFeatures(audio_cfg)
+        self.face = FaceWindow(video_cfg.window_s)
+        self.use_audio, self.use_face = use_audio, use_face
+        self.lock = threading.Lock()
+        self.audio_muted = False
+        self.face_muted = False
+        self.reset()
+
+    @property
+    def audio_dim(self) -> int:
+        return self.audio.dim
+
+    def reset(self) -> None:
+        with self.lock:
+            self.audio.reset()
+            self.face.reset()
+            self.t_audio: float | None = None  # capture time just after the newest audio sample
+            self.t_face: float | None = None  # newest face observation (present or not)
+            self.t_face_present: float | None = None
+
+    def push_audio(self, samples: np.ndarray, t_end: float) -> None:
+        with self.lock:
+            self.audio.process(samples)
+            self.t_audio = t_end
+
+    def audio_lost(self) -> None:
+        """The microphone is gone: stop claiming audio evidence until it returns."""
+        with self.lock:
+            self.audio.reset()
+            self.t_audio = None
+
+    def push_face(self, obs: FaceObservation) -> None:
+        with self.lock:
+            self.face.push(obs)
+            self.t_face = obs.t_capture
+            if obs.present:
+                self.t_face_present = obs.t_capture
+
+    def vector(self, now: float) -> tuple[np.ndarray, TickInfo]:
+        with self.lock:
+            have_audio = self.use_audio and not self.audio_muted and self.t_audio is not None
+            snap = self.audio.snapshot() if have_audio else None
+            face_age = None if self.t_face_present is None else max(0.0, now - self.t_face_present)
+            face_present = (self.use_face and not self.face_muted and face_age is not None
+                            and face_age <= FACE_STALE_S)
+            face_vec = self.face.vector() if face_present else None
+            last = self.face.last
+            audio_age = None if not have_audio else max(0.0, now - self.t_audio)
+            vec = assemble(snap.vector if snap else None, face_vec, self.audio.dim, audio_age,
+                           face_age if face_present else None)
+            times = [t for t in (self.t_audio if have_audio else None,
+                                 self.t_face if (self.use_face and not self.face_muted) else None) if t is not None]
+            info = TickInfo(
+                t_newest=max(times) if times else now,
+                voice_active=bool(snap and snap.voice_active),
+                loudness_db=snap.loudness_db if snap else SILENCE_DB,
+                pitch_hz=snap.pitch_hz if snap else 0.0,
+                audio_age_s=audio_age,
+                face_present=face_present,
+                face_age_s=face_age,
+                pose=last.pose if (face_present and last is not None and last.present) else (0.0, 0.0, 0.0),
+                face_size=last.size if (face_present and last is not None and last.present) else 0.0,
+                blendshapes=last.blendshapes if (face_present and last is not None and last.present) else None,
+            )
+        return vec, info
+
+
+class Hysteresis:
+    """Emit a label change only after the new label has led for ``min_dwell_s`` (and is confident enough)."""
+
+    def __init__(self, cfg: EventsConfig, margin: float = 0.05):
+        self.cfg, self.margin = cfg, margin
+        self.reset()
+
+    def reset(self) -> None:
+        self.label = "neutral"
+        self._cand: str | None = None
+        self._since = 0.0
+
+    def update(self, probs: np.ndarray, confidence: float, now: float) -> str | None:
+        """Returns the previous label when the label changed this tick, else None."""
+        top = LABELS[int(np.argmax(probs))]
+        p_top, p_cur = float(probs.max()), float(probs[LABELS.index(self.label)])
+        if top == self.label or p_top < p_cur + self.margin or confidence < self.cfg.min_confidence:
+            self._cand = None
+            return None
+        if top != self._cand:
+            self._cand, self._since = top, now
+        if now - self._since >= self.cfg.min_dwell_s:
+            prev, self.label, self._cand = self.label, top, None
+            return prev
+        return None
+
+
+class AffectRuntime:
+    def __init__(self, model: StreamingAffectModel, events: EventsConfig, reset_after_s: float):
+        self.model = model
+        self.hyst = Hysteresis(events)
+        self.reset_after_s = reset_after_s
+        self.seq = 0
+        self._t_evidence: float | None = None
+        self.resets = 0
+
+    def check_schema(self, audio_cfg: AudioConfig, video_cfg: VideoConfig, tick_hz: float) -> list[str]:
+        return schema_mismatch(self.model.meta.get("feature_schema", {}),
+                               feature_schema(audio_cfg, video_cfg, tick_hz))
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.hyst.reset()
+        self.resets += 1
+
+    def step(self, vec: np.ndarray, info: TickInfo, now: float) -> tuple[AffectState, str | None]:
+        """One tick. Returns the state and, on a label change, the previous label."""
+        if info.voice_active or info.face_present:
+            self._t_evidence = now
+        elif self._t_evidence is not None and now - self._t_evidence > self.reset_after_s:
+            self.reset()  # nobody here for a while: the next visitor starts fresh
+            self._t_evidence = None
+        out = self.model.step(vec)
+        probs = np.nan_to_num(out.probs, nan=1.0 / len(LABELS))
+        prev = self.hyst.update(probs, out.confidence, now)
+        self.seq += 1
+        state = AffectState(
+            seq=self.seq, t_capture=info.t_newest, t_capture_wall=clock.to_wall(info.t_newest),
+            valence=float(np.clip(out.valence, -1, 1)), arousal=float(np.clip(out.arousal, -1, 1)),
+            probs={n: float(p) for n, p in zip(LABELS, probs)}, label=self.hyst.label,
+            confidence=float(np.clip(out.confidence, 0, 1)), face_present=info.face_present,
+            voice_active=info.voice_active,
+            face_age_ms=None if info.face_age_s is None else info.face_age_s * 1000.0,
+            voice_age_ms=None if info.audio_age_s is None else info.audio_age_s * 1000.0,
+            loudness_db=info.loudness_db, pitch_hz=info.pitch_hz, head_pose=info.pose, face_size=info.face_size,
+            raw_label=LABELS[int(np.argmax(probs))],
+        )
+        return state, prev

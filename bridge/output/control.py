@@ -1,0 +1,81 @@
+"""Control from the patch over OSC: ``/bridge/cmd/<name> [args]`` -> the same command handler as the WebSocket.
+
+    /bridge/cmd/reset                 reset the model state (a new visitor)
+    /bridge/cmd/mute_face   i         1 mutes the face path, 0 unmutes
+    /bridge/cmd/mute_voice  i         1 mutes the voice path, 0 unmutes
+    /bridge/cmd/rate        f         tick rate in Hz (1-120)
+    /bridge/cmd/record_start [s]      start recording states to a JSONL file
+    /bridge/cmd/record_stop
+    /bridge/cmd/status                send a health message now
+
+Malformed packets and unknown addresses are logged and ignored; nothing here can stop the bridge.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import BlockingOSCUDPServer
+
+log = logging.getLogger(__name__)
+PREFIX = "/bridge/cmd/"
+
+
+def osc_to_command(address: str, args: tuple) -> dict:
+    """Translate one OSC control message into the JSON command form."""
+    name = address[len(PREFIX):] if address.startswith(PREFIX) else address
+    a = args[0] if args else None
+    if name in ("mute_face", "mute_voice"):
+        return {"cmd": "mute", "target": name[5:], "on": bool(a) if isinstance(a, (int, float)) else a}
+    if name == "rate":
+        return {"cmd": "rate", "hz": a}
+    if name == "record_start":
+        return {"cmd": "record_start", **({"path": a} if isinstance(a, str) else {})}
+    return {"cmd": name}
+
+
+class OscControlServer:
+    def __init__(self, host: str, port: int, handler: Callable[[dict], dict]):
+        self.host, self.port, self.handler = host, port, handler
+        self.received = 0
+        self.refused = 0
+        d = Dispatcher()
+        d.map(PREFIX + "*", self._on)
+        d.set_default_handler(self._unknown)
+        self._server: BlockingOSCUDPServer | None = None
+        self._dispatcher = d
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self._server = BlockingOSCUDPServer((self.host, self.port), self._dispatcher)
+        except OSError as e:
+            log.error("OSC control port %s:%d unavailable (%s); commands over OSC are off. "
+                      "Set osc.control_port (0 disables it).", self.host, self.port, e)
+            return
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="osc-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _on(self, address: str, *args) -> None:
+        self.received += 1
+        try:
+            reply = self.handler(osc_to_command(address, args))
+            if not reply.get("ok"):
+                self.refused += 1
+        except Exception:  # never let a command take the server down
+            self.refused += 1
+            log.exception("OSC command %s %r failed", address, args)
+
+    def _unknown(self, address: str, *args) -> None:
+        self.refused += 1
+        log.info("ignored OSC message %s %r (not a /bridge/cmd/ command)", address, args)

@@ -1,0 +1,349 @@
+"""Wiring: sources -> FeatureEngine -> AffectRuntime -> OutputHub, live (threads) or on files (virtual clock).
+
+Live threads, each supervised (an unexpected exception is logged, counted in health and the worker restarted):
+  audio   drains the microphone ring into the audio features
+  face    runs the face landmarker on the newest camera frame, then kicks the ticker
+  ticker  steps the model as soon as a face result arrives (so a state leaves within milliseconds of the newest
+          frame), or on a timer at ``model.tick_hz`` while no camera result is flowing
+  health  once a second: per-source status and counters to /bridge/health and the WebSocket
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bridge import clock
+from bridge.config import Config
+from bridge.engine import AffectRuntime, FeatureEngine
+from bridge.frames import AffectState
+from bridge.labels import LABELS
+from bridge.model.affect import StreamingAffectModel, WeightsError
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """A supervised thread: ``body()`` is called in a loop until stop; exceptions restart it with backoff."""
+
+    def __init__(self, name: str, body: Callable[[], None], stop: threading.Event):
+        self.name, self.body, self._stop = name, body, stop
+        self.restarts = 0
+        self.last_error = ""
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self.body()
+                backoff = 0.1
+            except Exception as e:  # supervised: report and restart, never a silent stall
+                self.restarts += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("worker %s crashed (restart %d)", self.name, self.restarts)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def health(self) -> dict:
+        return {"alive": self.thread.is_alive(), "restarts": self.restarts, "last_error": self.last_error}
+
+
+def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
+    model = StreamingAffectModel.load(weights or cfg.model.weights)
+    rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    problems = rt.check_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
+    if problems:
+        raise WeightsError("the model weights were trained on other features than this configuration computes:\n  "
+                           + "\n  ".join(problems)
+                           + "\nUse the configuration the weights were trained with, or retrain "
+                             "(`emotion-bridge train`).")
+    return model
+
+
+class Bridge:
+    def __init__(self, cfg: Config, model: StreamingAffectModel, audio_source=None, video_source=None,
+                 face_tracker=None, hub=None, on_state: Callable[[AffectState], None] | None = None):
+        self.cfg = cfg
+        self.engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio_source is not None,
+                                    use_face=video_source is not None)
+        self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+        self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
+        self.on_state = on_state
+        self._stop = threading.Event()
+        self._kick = threading.Condition()
+        self._kicked = False
+        self._t_face_result = -1e9
+        self._last_tick = -1e9
+        self.tick_hz = cfg.model.tick_hz
+        self.last_state: AffectState | None = None
+        self.stage_s = {"audio": 0.0, "face": 0.0, "tick": 0.0}
+        self.face_frames = 0
+        self._audio_was_lost = False
+        self.recorder = None
+        self.extras: list = []  # monitor page, OSC control: anything with start()/stop()
+        self.workers: list[Worker] = []
+        if audio_source is not None:
+            self.workers.append(Worker("audio", self._audio_body, self._stop))
+        if video_source is not None:
+            self.workers.append(Worker("face", self._face_body, self._stop))
+        self.workers.append(Worker("ticker", self._tick_body, self._stop))
+        self.workers.append(Worker("health", self._health_body, self._stop))
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self.hub:
+            self.hub.start()
+        for x in self.extras:
+            x.start()
+        for s in (self.audio_src, self.video_src):
+            if s is not None:
+                s.start()
+        for w in self.workers:
+            w.start()
+        if self.cfg.record.path:
+            ok, detail = self.start_recording(self.cfg.record.path)
+            if not ok:
+                log.error("%s", detail)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        with self._kick:
+            self._kick.notify_all()
+        deadline = time.monotonic() + timeout
+        for s in (self.audio_src, self.video_src):
+            if s is not None:
+                s.stop(timeout=max(0.1, deadline - time.monotonic()))
+        for w in self.workers:
+            w.thread.join(max(0.05, deadline - time.monotonic()))
+        if self.tracker is not None:
+            self.tracker.close()
+        for x in self.extras:
+            x.stop()
+        self.stop_recording()
+        if self.hub:
+            self.hub.stop()
+
+    def run(self, duration: float | None = None, status: Callable[[Bridge], None] | None = None) -> None:
+        """Block until ``duration`` passes, both file sources ended, or stop() (e.g. from a signal handler)."""
+        t_end = None if duration is None else time.monotonic() + duration
+        while not self._stop.is_set():
+            if t_end is not None and time.monotonic() >= t_end:
+                break
+            if self.sources_ended():
+                log.info("all file sources ended")
+                break
+            if status:
+                status(self)
+            self._stop.wait(0.25)
+
+    def sources_ended(self) -> bool:
+        srcs = [s for s in (self.audio_src, self.video_src) if s is not None]
+        return bool(srcs) and all(getattr(s, "ended", False) for s in srcs)
+
+    # ---------------------------------------------------------------- workers
+    def _audio_body(self) -> None:
+        blocks = self.audio_src.read(timeout=0.1)
+        status = self.audio_src.health().get("status", "ok")
+        if status != "ok" and not blocks:
+            if not self._audio_was_lost:
+                self.engine.audio_lost()
+                self._audio_was_lost = True
+            return
+        t0 = time.perf_counter()
+        for b in blocks:
+            self._audio_was_lost = False
+            self.engine.push_audio(b.samples, b.t_end)
+        self.stage_s["audio"] += time.perf_counter() - t0
+
+    def _face_body(self) -> None:
+        frame = self.video_src.wait_frame(timeout=0.1)
+        if frame is None:
+            return
+        t0 = time.perf_counter()
+        image = frame.image
+        obs = self.tracker.process(image, frame.t_capture)
+        self.engine.push_face(obs)
+        self.stage_s["face"] += time.perf_counter() - t0
+        self.face_frames += 1
+        self._t_face_result = clock.now()
+        with self._kick:
+            self._kicked = True
+            self._kick.notify()
+
+    def _tick_body(self) -> None:
+        period = 1.0 / self.tick_hz
+        face_flowing = clock.now() - self._t_face_result < 3 * period
+        with self._kick:
+            if not self._kicked:
+                self._kick.wait(timeout=period * (1.5 if face_flowing else 1.0))
+            kicked, self._kicked = self._kicked, False
+        if self._stop.is_set():
+            return
+        now = clock.now()
+        if now - self._last_tick < (0.6 if kicked else 0.95) * period:
+            return  # never faster than the tick rate
+        self._last_tick = now
+        self.tick(now)
+
+    def tick(self, now: float) -> AffectState:
+        t0 = time.perf_counter()
+        vec, info = self.engine.vector(now)
+        state, prev = self.runtime.step(vec, info, now)
+        if self.recorder is not None and self.recorder.features:
+            state.features = vec
+        self.stage_s["tick"] += time.perf_counter() - t0
+        if self.hub:
+            bs = None
+            if self.cfg.osc.blendshapes and info.blendshapes is not None:
+                from bridge.features.face import BLENDSHAPE_NAMES
+                bs = dict(zip(BLENDSHAPE_NAMES, info.blendshapes.tolist()))
+            self.hub.publish(state, changed=state.label if prev else None, previous=prev, blendshapes=bs)
+        self.last_state = state
+        if self.on_state:
+            self.on_state(state)
+        return state
+
+    def _health_body(self) -> None:
+        self._stop.wait(1.0)
+        if self._stop.is_set() or self.hub is None:
+            return
+        self.hub.publish_health(self.health())
+
+    def health(self) -> dict:
+        src = {}
+        for name, s in (("audio", self.audio_src), ("video", self.video_src)):
+            src[name] = s.health() if s is not None else {"status": "off"}
+        h = {"sources": src, "workers": {w.name: w.health() for w in self.workers},
+             "model": {"resets": self.runtime.resets, "seq": self.runtime.seq,
+                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted}},
+             "t": clock.wall_now()}
+        if self.hub:
+            h["outputs"] = self.hub.health()
+        if self.recorder is not None:
+            h["recorder"] = self.recorder.health()
+        return h
+
+    # ---------------------------------------------------------------- control
+    def start_recording(self, path: str) -> tuple[bool, str]:
+        from bridge.output.recorder import Recorder
+
+        if not isinstance(path, str) or not path:
+            return False, "record_start needs a file path"
+        if self.recorder is not None and self.recorder.active:
+            return False, f"already recording to {self.recorder.path}"
+        rec = Recorder(path, self.cfg.record.features)
+        try:
+            rec.start()
+        except OSError as e:
+            return False, f"cannot record to {path}: {e}"
+        self.recorder = rec
+        if self.hub:
+            self.hub.sinks.append(rec)
+        return True, f"recording to {path}"
+
+    def stop_recording(self) -> tuple[bool, str]:
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return False, "not recording"
+        if self.hub and rec in self.hub.sinks:
+            self.hub.sinks.remove(rec)
+        rec.stop()
+        return True, f"recorded {rec.written} states to {rec.path}"
+
+    def handle_command(self, msg: dict) -> dict:
+        """Commands from the patch (OSC or WebSocket). Unknown or malformed ones are refused, never fatal."""
+        cmd = msg.get("cmd")
+        ok, detail = True, ""
+        if cmd == "reset":
+            self.runtime.reset()
+            self.engine.reset()
+            detail = "model state reset"
+        elif cmd == "mute":
+            target, on = msg.get("target"), msg.get("on", True)
+            if target not in ("face", "voice") or not isinstance(on, (bool, int)):
+                ok, detail = False, 'mute needs "target": "face"|"voice" and "on": true|false'
+            else:
+                setattr(self.engine, "face_muted" if target == "face" else "audio_muted", bool(on))
+                detail = f"{target} {'muted' if on else 'unmuted'}"
+        elif cmd == "rate":
+            hz = msg.get("hz")
+            if not isinstance(hz, (int, float)) or isinstance(hz, bool) or not (1 <= hz <= 120):
+                ok, detail = False, "rate needs hz between 1 and 120"
+            else:
+                self.tick_hz = float(hz)
+                detail = f"tick rate {hz} Hz"
+        elif cmd == "record_start":
+            ok, detail = self.start_recording(msg.get("path") or self.cfg.record.path or "recording.jsonl")
+        elif cmd == "record_stop":
+            ok, detail = self.stop_recording()
+        elif cmd == "status":
+            if self.hub:
+                self.hub.publish_health(self.health())
+            detail = "health sent"
+        else:
+            ok, detail = False, f"unknown command {cmd!r}; known: reset, mute, rate, record_start, record_stop, status"
+        if not ok:
+            log.info("refused command %r: %s", msg, detail)
+        return {"type": "ack", "cmd": cmd if isinstance(cmd, str) else None, "ok": ok, "detail": detail}
+
+
+# -------------------------------------------------------------------- offline
+def process_files(audio: str | Path | None = None, video: str | Path | None = None, config: Config | None = None,
+                  weights: str | None = None, face_model: str | None = None) -> list[AffectState]:
+    """The live pipeline on files with a virtual clock (time = position in the file): identical results at any
+    speed. Ticks follow face results when there is video, else the tick rate — as live."""
+    from bridge.capture.audio import iter_audio_file
+    from bridge.config import Config as _Config
+
+    cfg = config or _Config()
+    if audio is None and video is None:
+        raise ValueError("process_files needs audio=..., video=... or both")
+    model = load_model(cfg, weights)
+    model.reset()
+    engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
+    runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())
+    pending = next(blocks, None)
+    states: list[AffectState] = []
+
+    def feed_audio_until(t: float) -> None:
+        nonlocal pending
+        while pending is not None and pending.t_end <= t + 1e-9:
+            engine.push_audio(pending.samples, pending.t_end)
+            pending = next(blocks, None)
+
+    if video is not None:
+        from bridge.capture.video import iter_video_file
+        from bridge.features import face_model as fm
+        from bridge.features.face import FaceTracker
+
+        tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
+                              cfg.video.max_input_side)
+        try:
+            for frame in iter_video_file(str(video)):
+                feed_audio_until(frame.t_capture)
+                engine.push_face(tracker.process(frame.image, frame.t_capture))
+                states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
+        finally:
+            tracker.close()
+    else:
+        k = 1
+        while pending is not None:
+            t = k / cfg.model.tick_hz
+            feed_audio_until(t)
+            states.append(runtime.step(*engine.vector(t), t)[0])
+            k += 1
+    return states
+
+
+def probs_array(states: list[AffectState]) -> np.ndarray:
+    return np.array([[s.probs[n] for n in LABELS] for s in states])

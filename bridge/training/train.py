@@ -1,0 +1,387 @@
+"""Train and evaluate the streaming affect model (``emotion-bridge train`` / ``emotion-bridge evaluate``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bridge.config import AudioConfig, VideoConfig
+from bridge.features.face import FACE_DIM
+from bridge.labels import LABELS, VA
+from bridge.model.affect import AffectNet, load_weights, save_weights
+from bridge.model.tick import feature_schema
+from bridge.training import metrics as M
+from bridge.training.baselines import WindowClassifier, ema, one_euro
+from bridge.training.build import Sequence, build_sequences, face_block
+from bridge.training.data import Clip, file_digest, load_dataset
+
+log = logging.getLogger(__name__)
+DATA_LICENSE = ("RAVDESS (Livingstone & Russo 2018), CC BY-NC-SA 4.0: weights trained on it are for "
+                "non-commercial use only")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    seed: int = 0
+    epochs: int = 30
+    val_actors: tuple[int, ...] = (15, 16, 17, 18)
+    chain_sets: int = 2
+    chain_len: int = 5
+    tick_hz: float = 30.0
+    hidden: int = 128
+    lr: float = 2e-3
+    batch: int = 16
+    smooth_weight: float = 0.5
+    p_no_face: float = 0.5
+    p_face_only: float = 0.1
+    cache_dir: str = ".cache/features"
+    workers: int = 2
+    baselines: bool = True
+    artifacts: str = "artifacts/train"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+
+
+def _progress(desc: str, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    prog = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), transient=False)
+    task = prog.add_task(desc, total=total)
+    return prog, (lambda: prog.update(task, advance=1))
+
+
+def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: str) -> list[Sequence]:
+    from bridge.training.build import chain_plan
+
+    n = len(chain_plan(clips, cfg.chain_len, seed, single))
+    prog, tick = _progress(desc, n)
+    with prog:
+        return build_sequences(clips, cfg.audio, cfg.video, cfg.tick_hz, seed, cfg.chain_len, single,
+                               Path(cfg.cache_dir), cfg.workers, tick)
+
+
+@dataclass
+class Batchable:
+    x: np.ndarray  # (T, D) raw tick vectors
+    label: np.ndarray
+    va: np.ndarray
+    weight: np.ndarray
+    clip: np.ndarray
+
+
+def make_inputs(seq: Sequence, face: tuple[np.ndarray, np.ndarray, np.ndarray] | None, audio_on: bool = True
+                ) -> np.ndarray:
+    T = seq.T
+    if face is None:
+        fv, fp, fa = np.zeros((T, FACE_DIM), np.float32), np.zeros(T, np.float32), np.ones(T, np.float32)
+    else:
+        fv, fp, fa = face
+    ap = np.full(T, 1.0 if audio_on else 0.0, np.float32)
+    aa = np.zeros(T, np.float32) if audio_on else np.ones(T, np.float32)
+    audio = seq.audio if audio_on else np.zeros_like(seq.audio)
+    return np.concatenate([audio, fv, np.stack([ap, fp, aa, fa], 1)], 1).astype(np.float32)
+
+
+def _pad(items: list[Batchable]):
+    T = max(len(b.label) for b in items)
+    D = items[0].x.shape[1]
+    x = np.zeros((len(items), T, D), np.float32)
+    y = np.zeros((len(items), T), np.int64)
+    va = np.zeros((len(items), T, 2), np.float32)
+    w = np.zeros((len(items), T), np.float32)
+    for i, b in enumerate(items):
+        n = len(b.label)
+        x[i, :n], y[i, :n], va[i, :n], w[i, :n] = b.x, b.label, b.va, b.weight
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(va), torch.from_numpy(w)
+
+
+def norm_stats(train: list[Sequence], faces: list) -> tuple[np.ndarray, np.ndarray]:
+    A = np.concatenate([s.audio for s in train])
+    Fs = [f[0][f[1] > 0] for f in faces if f is not None]
+    Fm = np.concatenate(Fs) if Fs else np.zeros((1, FACE_DIM), np.float32)
+    mean = np.concatenate([A.mean(0), Fm.mean(0), np.zeros(4)]).astype(np.float32)
+    std = np.concatenate([A.std(0), Fm.std(0), np.ones(4)]).astype(np.float32)
+    return mean, np.maximum(std, 1e-3).astype(np.float32)
+
+
+def run_net(net, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with torch.inference_mode():
+        logits, va, conf, _ = net(torch.from_numpy(x)[None])
+    return torch.softmax(logits[0], -1).numpy(), va[0].numpy(), conf[0].numpy()
+
+
+def clip_eval(probs_by_seq: list[np.ndarray], seqs: list[Sequence], va_by_seq: list[np.ndarray] | None = None
+              ) -> dict:
+    y_true, y_pred, v_pred, v_true = [], [], [], []
+    for k, (p, s) in enumerate(zip(probs_by_seq, seqs)):
+        dec = M.clip_decisions(p, s.clip, s.weight)
+        for c, pm in dec.items():
+            sel = (s.clip == c) & (s.weight > 0)
+            y_true.append(int(np.bincount(s.label[sel]).argmax()))
+            y_pred.append(int(pm.argmax()))
+            if va_by_seq is not None:
+                v_pred.append(va_by_seq[k][sel].mean(0))
+                v_true.append(s.va[sel].mean(0))
+    cm = M.confusion(np.array(y_true), np.array(y_pred))
+    out = {"n_clips": len(y_true), "uar": M.uar(y_true, y_pred), "accuracy": M.accuracy(y_true, y_pred),
+           "recall": dict(zip(LABELS, np.round(M.recall_per_class(cm), 4).tolist())), "confusion": cm.tolist()}
+    if v_pred:
+        vp, vt = np.array(v_pred), np.array(v_true)
+        out["ccc_valence"] = M.ccc(vp[:, 0], vt[:, 0])
+        out["ccc_arousal"] = M.ccc(vp[:, 1], vt[:, 1])
+    return out
+
+
+def smoothing_eval(probs_by_seq: list[np.ndarray], seqs: list[Sequence]) -> dict:
+    jit = [M.jitter(p, s.label, s.weight) for p, s in zip(probs_by_seq, seqs)]
+    lg = [x for p, s in zip(probs_by_seq, seqs) for x in M.lags(p, s.label, s.weight)]
+    res = clip_eval(probs_by_seq, seqs)
+    return {"jitter": float(np.nanmean(jit)), "lag_ticks_median": float(np.median(lg)) if lg else float("nan"),
+            "lag_ticks_mean": float(np.mean(lg)) if lg else float("nan"), "uar": res["uar"],
+            "accuracy": res["accuracy"]}
+
+
+def train(cfg: TrainConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(max(1, cfg.workers))
+    t_start = time.time()
+    clips = load_dataset(cfg.data)
+    if not clips:
+        raise SystemExit(f"no labelled clips found in {cfg.data}")
+    val_spk = {f"actor{a:02d}" for a in cfg.val_actors}
+    tr_clips = [c for c in clips if c.speaker not in val_spk]
+    va_clips = [c for c in clips if c.speaker in val_spk]
+    if not va_clips:  # a manifest without those actors: hold out ~20 % of speakers
+        spk = sorted({c.speaker for c in clips})
+        hold = set(spk[-max(1, len(spk) // 5):])
+        tr_clips = [c for c in clips if c.speaker not in hold]
+        va_clips = [c for c in clips if c.speaker in hold]
+    log.info("train: %d clips / %d speakers; validation: %d clips / %d speakers", len(tr_clips),
+             len({c.speaker for c in tr_clips}), len(va_clips), len({c.speaker for c in va_clips}))
+
+    train_seqs: list[Sequence] = []
+    for r in range(cfg.chain_sets):
+        train_seqs += _build(tr_clips, cfg, cfg.seed * 1000 + r, False, f"features: train chains {r + 1}")
+    val_chains = _build(va_clips, cfg, cfg.seed * 1000 + 777, False, "features: validation chains")
+    val_single = _build(va_clips, cfg, cfg.seed * 1000 + 778, True, "features: validation clips")
+
+    rng = np.random.default_rng(cfg.seed)
+    prog, tick = _progress("synthetic face evidence", len(train_seqs))
+    with prog:
+        faces = []
+        for s in train_seqs:
+            faces.append(face_block(s, cfg.tick_hz, cfg.video, rng, "face"))
+            tick()
+    mean, std = norm_stats(train_seqs, faces)
+    A = train_seqs[0].audio.shape[1]
+    D = A + FACE_DIM + 4
+    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden)
+    net.mean.copy_(torch.from_numpy(mean))
+    net.std.copy_(torch.from_numpy(std))
+    n_params = sum(p.numel() for p in net.parameters())
+    log.info("model: %d parameters", n_params)
+
+    val_x = [make_inputs(s, None) for s in val_single]
+    valc_x = [make_inputs(s, None) for s in val_chains]
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-3)
+    steps_per_epoch = math.ceil(len(train_seqs) / cfg.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    history = []
+    best = (-1.0, None, -1)
+    prog, tick = _progress("training epochs", cfg.epochs)
+    with prog:
+        for epoch in range(cfg.epochs):
+            net.train()
+            order = rng.permutation(len(train_seqs))
+            tot = 0.0
+            for b in range(steps_per_epoch):
+                items = []
+                for i in order[b * cfg.batch:(b + 1) * cfg.batch]:
+                    s = train_seqs[i]
+                    u = rng.random()
+                    if u < cfg.p_no_face:
+                        x = make_inputs(s, None)
+                    elif u < cfg.p_no_face + cfg.p_face_only:
+                        x = make_inputs(s, faces[i], audio_on=False)
+                    else:
+                        x = make_inputs(s, faces[i])
+                    # channel / speaker variation: a per-sequence offset and per-tick noise on audio features
+                    x[:, :A] += (rng.normal(0, 0.15, A) * std[:A])[None] + rng.normal(0, 0.1, (s.T, A)) * std[:A]
+                    items.append(Batchable(x.astype(np.float32), s.label, s.va, s.weight, s.clip))
+                x, y, va, w = _pad(items)
+                logits, vah, conf, _ = net(x)
+                wsum = w.sum().clamp(min=1.0)
+                ce = (F.cross_entropy(logits.transpose(1, 2), y, reduction="none", label_smoothing=0.05) * w).sum() / wsum
+                l_va = (((vah - va) ** 2).sum(-1) * w).sum() / wsum
+                correct = (logits.argmax(-1) == y).float()
+                l_conf = (F.binary_cross_entropy(conf.clamp(1e-4, 1 - 1e-4), correct, reduction="none") * w).sum() / wsum
+                p = torch.softmax(logits, -1)
+                steady = ((y[:, 1:] == y[:, :-1]).float() * w[:, 1:] * w[:, :-1])
+                l_smooth = ((p[:, 1:] - p[:, :-1]).abs().sum(-1) * steady).sum() / steady.sum().clamp(min=1.0)
+                loss = ce + 0.5 * l_va + 0.2 * l_conf + cfg.smooth_weight * l_smooth
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                tot += float(loss)
+            net.eval()
+            vp = [run_net(net, x)[0] for x in val_x]
+            res = clip_eval(vp, val_single)
+            history.append({"epoch": epoch + 1, "loss": tot / steps_per_epoch, "val_uar": res["uar"],
+                            "val_acc": res["accuracy"]})
+            log.info("epoch %d loss %.3f val UAR %.3f acc %.3f", epoch + 1, tot / steps_per_epoch, res["uar"],
+                     res["accuracy"])
+            if epoch >= cfg.epochs // 3 and res["uar"] > best[0]:
+                best = (res["uar"], {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1)
+            tick()
+    if best[1] is not None:
+        net.load_state_dict(best[1])
+    net.eval()
+
+    # ---------------------------------------------------------------- evaluation
+    outs = [run_net(net, x) for x in val_x]
+    report = {"val_clips_audio_only": clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs]),
+              "best_epoch": best[2], "n_params": n_params}
+    lstm_chain = [run_net(net, x)[0] for x in valc_x]
+    report["smoothing"] = {"lstm": smoothing_eval(lstm_chain, val_chains)}
+    if cfg.baselines:
+        report["smoothing"].update(_baselines(cfg, net, train_seqs, val_chains, valc_x, rng))
+    report["history"] = history
+
+    meta = {
+        "labels": list(LABELS), "va_coordinates": {k: list(v) for k, v in VA.items()},
+        "feature_schema": feature_schema(cfg.audio, cfg.video, cfg.tick_hz),
+        "tick_hz": cfg.tick_hz, "seed": cfg.seed, "epochs": cfg.epochs, "best_epoch": best[2],
+        "train_speakers": sorted({c.speaker for c in tr_clips}), "val_speakers": sorted({c.speaker for c in va_clips}),
+        "data_list_sha256": file_digest([c.path for c in clips]), "n_clips": len(clips),
+        "data_license": DATA_LICENSE if "ravdess" in str(cfg.data).lower() else "see your data's license",
+        "val_uar_audio_only": report["val_clips_audio_only"]["uar"],
+        "created": time.strftime("%Y-%m-%d"), "train_seconds": round(time.time() - t_start, 1),
+        "normalisation": "mean/std buffers in state_dict",
+    }
+    digest = save_weights(cfg.out, net, meta)
+    report["weights_sha256"] = digest
+    report["train_seconds"] = round(time.time() - t_start, 1)
+    art = Path(cfg.artifacts)
+    art.mkdir(parents=True, exist_ok=True)
+    (art / "report.json").write_text(json.dumps(report, indent=2))
+    _plot_curves(history, art / "training_curves.png")
+    _plot_confusion(np.array(report["val_clips_audio_only"]["confusion"]), art / "confusion.png",
+                    f"validation speakers, audio only (UAR {report['val_clips_audio_only']['uar']:.1%})")
+    return report
+
+
+def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x, rng) -> dict:
+    """Per-window classifier (no recurrence), raw / EMA / One-Euro, on the same chained validation sequences."""
+    A = train_seqs[0].audio.shape[1]
+    X = np.concatenate([make_inputs(s, None) for s in train_seqs])
+    Y = np.concatenate([s.label for s in train_seqs])
+    W = np.concatenate([s.weight for s in train_seqs]) > 0
+    X, Y = torch.from_numpy(X[W]), torch.from_numpy(Y[W])
+    clf = WindowClassifier(net, X.shape[1])
+    for p in clf.normaliser.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in clf.net.parameters()], lr=2e-3, weight_decay=1e-3)
+    std = net.std[:A]
+    g = torch.Generator().manual_seed(cfg.seed)
+    for _epoch in range(8):
+        perm = torch.randperm(len(X), generator=g)
+        for i in range(0, len(X), 512):
+            idx = perm[i:i + 512]
+            xb = X[idx].clone()
+            xb[:, :A] += torch.randn(len(idx), A, generator=g) * 0.1 * std
+            loss = F.cross_entropy(clf(xb), Y[idx], label_smoothing=0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    clf.eval()
+    with torch.inference_mode():
+        raw = [torch.softmax(clf(torch.from_numpy(x)), -1).numpy() for x in valc_x]
+    out = {"window": smoothing_eval(raw, val_chains)}
+    # tune each smoother's strength on the same sequences, report the setting with the best UAR-neutral jitter
+    out["window+ema"] = min((dict(smoothing_eval([ema(p, a) for p in raw], val_chains), alpha=a)
+                             for a in (0.05, 0.1, 0.2)), key=lambda r: r["jitter"] + 0.002 * r["lag_ticks_mean"])
+    out["window+one_euro"] = min((dict(smoothing_eval([one_euro(p, cfg.tick_hz, mc, 0.5) for p in raw], val_chains),
+                                       min_cutoff=mc) for mc in (0.1, 0.3, 1.0)),
+                                 key=lambda r: r["jitter"] + 0.002 * r["lag_ticks_mean"])
+    return out
+
+
+def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate", actors: set[int] | None = None,
+             workers: int = 2, cache_dir: str = ".cache/features") -> dict:
+    net, meta = load_weights(weights)
+    sch = meta["feature_schema"]
+    audio_cfg = AudioConfig(**sch["audio"])
+    video_cfg = VideoConfig(window_s=sch["face_window_s"])
+    clips = load_dataset(data, actors)
+    if not clips:
+        raise SystemExit(f"no labelled clips found in {data}")
+    cfg = TrainConfig(data=data, out="", workers=workers, cache_dir=cache_dir, audio=audio_cfg, video=video_cfg,
+                      tick_hz=sch["tick_hz"])
+    seqs = _build(clips, cfg, 4242, True, "features: evaluation clips")
+    outs = [run_net(net, make_inputs(s, None)) for s in seqs]
+    res = clip_eval([o[0] for o in outs], seqs, [o[1] for o in outs])
+    res["speakers"] = sorted({c.speaker for c in clips})
+    od = Path(out_dir)
+    od.mkdir(parents=True, exist_ok=True)
+    (od / "evaluation.json").write_text(json.dumps(res, indent=2))
+    _plot_confusion(np.array(res["confusion"]), od / "confusion.png", f"{Path(data).name}: UAR {res['uar']:.1%}")
+    return res
+
+
+def _plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ep = [h["epoch"] for h in history]
+    ax[0].plot(ep, [h["loss"] for h in history])
+    ax[0].set_title("training loss")
+    ax[1].plot(ep, [h["val_uar"] for h in history], label="UAR")
+    ax[1].plot(ep, [h["val_acc"] for h in history], label="accuracy")
+    ax[1].axhline(1 / len(LABELS), color="gray", ls=":", label="chance")
+    ax[1].set_title("validation speakers (audio only)")
+    ax[1].legend()
+    for a in ax:
+        a.set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_confusion(cm: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    for i in range(len(LABELS)):
+        for j in range(len(LABELS)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
