@@ -273,10 +273,10 @@
     resize();
     const W = el.canvas.width, H = el.canvas.height;
     const cx = W / 2, cy = H / 2;
-    const R = Math.min(W, H) * 0.39;
+    const f = (s) => `${Math.round(s * dpr)}px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif`;
+    const R = Math.min(W, H) * 0.41;
     const px = (v) => cx + v * R;
     const py = (a) => cy - a * R;
-    const f = (s) => `${Math.round(s * dpr)}px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif`;
     ctx.clearRect(0, 0, W, H);
 
     // disc, rings and axes
@@ -286,24 +286,23 @@
     ctx.lineWidth = 1.5 * dpr;
     for (const k of [0.5, 1]) { ctx.beginPath(); ctx.arc(cx, cy, R * k, 0, 2 * Math.PI); ctx.stroke(); }
     ctx.beginPath();
-    ctx.moveTo(cx - R * 1.08, cy); ctx.lineTo(cx + R * 1.08, cy);
+    ctx.moveTo(cx - R, cy); ctx.lineTo(cx + R, cy);
     ctx.moveTo(cx, cy - R * 1.08); ctx.lineTo(cx, cy + R * 1.08);
     ctx.stroke();
 
-    // axis names: pleasant/unpleasant at the ends of the horizontal axis (inside the canvas), excited/calm
+    // axis names: pleasant/unpleasant inside the disc at the ends of the horizontal axis, excited/calm outside
     ctx.fillStyle = "#9fb0c4";
-    ctx.font = f(17);
-    const pad = 10 * dpr;
-    ctx.textBaseline = "bottom";
-    ctx.textAlign = "right"; ctx.fillText("pleasant →", W - pad, cy - 6 * dpr);
-    ctx.textAlign = "left"; ctx.fillText("← unpleasant", pad, cy - 6 * dpr);
+    ctx.font = f(18);
+    ctx.textBaseline = "top";
+    ctx.textAlign = "right"; ctx.fillText("pleasant", cx + R - 8 * dpr, cy + 6 * dpr);
+    ctx.textAlign = "left"; ctx.fillText("unpleasant", cx - R + 8 * dpr, cy + 6 * dpr);
     ctx.textAlign = "center";
     ctx.textBaseline = "bottom"; ctx.fillText("excited", cx, cy - R * 1.1);
     ctx.textBaseline = "top"; ctx.fillText("calm", cx, cy + R * 1.1);
 
     // label anchors, names placed where they don't collide (angry and fearful sit close together)
     const current = last && performance.now() - lastStateAt < STALE_MS ? last.label : null;
-    ctx.font = f(14);
+    ctx.font = f(15);
     ctx.textBaseline = "middle";
     ctx.textAlign = "center";
     const lineH = 16 * dpr;
@@ -365,10 +364,17 @@
   // ------------------------------------------------------------------ per-frame status
   function tick() {
     const now = performance.now();
+    const stale = !lastStateAt || now - lastStateAt > STALE_MS;
+    if (stale && el.label.dataset.stale !== "1") {
+      el.label.dataset.stale = "1";
+      el.fps.textContent = "–";
+      el.lat.textContent = "–";
+      el.face.dataset.on = "0";
+      el.voice.dataset.on = "0";
+    }
     if (connected) {
-      if (!lastStateAt || now - lastStateAt > STALE_MS) {
+      if (stale) {
         setConn("stale", lastStateAt ? "connected · no data" : "connected · waiting for data");
-        el.label.dataset.stale = "1";
       } else if (el.conn.dataset.state !== "connected") {
         setConn("connected", "connected");
       }
