@@ -250,9 +250,10 @@ def train(data, out, epochs, seed, val_actors, chain_sets, workers, artifacts, n
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
                       workers=workers, artifacts=artifacts, baselines=not no_baselines)
     rep = _train(cfg)
-    v = rep["val_clips_audio_only"]
+    v, f = rep["val_clips_audio_only"], rep["val_clips_fresh_audio_only"]
     console.print(f"validation (audio only, unseen speakers): UAR {v['uar']:.1%}, accuracy {v['accuracy']:.1%} "
-                  f"on {v['n_clips']} clips -> {out}; report in {artifacts}/report.json")
+                  f"on {v['n_clips']} clips in speaker sessions; fresh state per clip: UAR {f['uar']:.1%} "
+                  f"-> {out}; report in {artifacts}/report.json")
 
 
 @main.command()
@@ -275,6 +276,8 @@ def evaluate(data, weights, actors, out, workers):
     console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}")
     console.print(f"UAR {res['uar']:.1%}   accuracy {res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   "
                   f"CCC arousal {res['ccc_arousal']:.3f}")
+    f = res["fresh_clips"]
+    console.print(f"(each clip from a fresh model state: UAR {f['uar']:.1%}, accuracy {f['accuracy']:.1%})")
     console.print("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()), highlight=False)
     console.print("confusion (rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
     for name, row in zip(LABELS, res["confusion"]):

@@ -29,12 +29,21 @@ class WeightsError(RuntimeError):
 
 
 class AffectNet(nn.Module):
+    """Normalise -> speaker adaptation -> projection -> LSTM -> heads (labels, valence/arousal, confidence).
+
+    Speaker adaptation: voices differ more between people than between one person's emotions, so the audio
+    features are also given relative to the current visitor's own voice: a running mean and variance over the
+    voiced ticks since the last reset, shrunk towards the training population by ``prior_ticks`` pseudo-ticks
+    (so the first seconds of a new voice fall back to the population statistics). It is causal and part of the
+    streaming state, so ``step()`` and the full-sequence pass stay equal."""
+
     def __init__(self, in_dim: int, audio_dim: int, face_dim: int, hidden: int = 128, proj: int = 128,
-                 dropout: float = 0.2, n_labels: int = len(LABELS)):
+                 dropout: float = 0.2, n_labels: int = len(LABELS), prior_ticks: float = 150.0):
         super().__init__()
         self.in_dim, self.audio_dim, self.face_dim = in_dim, audio_dim, face_dim
-        self.hidden, self.proj_dim = hidden, proj
-        self.proj = nn.Sequential(nn.Linear(in_dim, proj), nn.LayerNorm(proj), nn.GELU(), nn.Dropout(dropout))
+        self.hidden, self.proj_dim, self.prior_ticks = hidden, proj, prior_ticks
+        self.proj = nn.Sequential(nn.Linear(in_dim + audio_dim, proj), nn.LayerNorm(proj), nn.GELU(),
+                                  nn.Dropout(dropout))
         self.lstm = nn.LSTM(proj, hidden, batch_first=True)
         self.drop = nn.Dropout(dropout)
         self.head_cls = nn.Linear(hidden, n_labels)
@@ -52,9 +61,32 @@ class AffectNet(nn.Module):
         face_present = x[..., a + f + 1: a + f + 2]
         return torch.cat([z[..., :a] * audio_present, z[..., a:a + f] * face_present, x[..., a + f:]], dim=-1)
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """x: (B, T, in_dim) raw tick vectors -> logits (B,T,L), va (B,T,2) in [-1,1], conf (B,T), state."""
-        h, state = self.lstm(self.proj(self.normalise(x)), state)
+    def adapt(self, z: torch.Tensor, x: torch.Tensor, state: tuple | None):
+        """Audio features relative to the running statistics of this voice (voiced ticks only)."""
+        a = self.audio_dim
+        za = z[..., :a]
+        voiced = (x[..., a - 1:a] > 0.5).float() * x[..., a + self.face_dim: a + self.face_dim + 1]
+        n0 = self.prior_ticks
+        n = torch.cumsum(voiced, dim=1)
+        s1 = torch.cumsum(voiced * za, dim=1)
+        s2 = torch.cumsum(voiced * za * za, dim=1)
+        if state is not None:
+            n, s1, s2 = n + state[0], s1 + state[1], s2 + state[2]
+        mean = s1 / (n + n0)
+        var = (s2 + n0) / (n + n0) - mean * mean
+        rel = (za - mean) / torch.sqrt(var.clamp(min=1e-2))
+        rel = torch.clamp(rel, -8.0, 8.0) * x[..., a + self.face_dim: a + self.face_dim + 1]
+        return rel, (n[:, -1:], s1[:, -1:], s2[:, -1:])
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None):
+        """x: (B, T, in_dim) raw tick vectors -> logits (B,T,L), va (B,T,2) in [-1,1], conf (B,T), state.
+
+        ``state`` is ((h, c), (n, sum, sum of squares)) — the LSTM's and the speaker adaptation's."""
+        lstm_state, adapt_state = state if state is not None else (None, None)
+        z = self.normalise(x)
+        rel, adapt_state = self.adapt(z, x, adapt_state)
+        h, lstm_state = self.lstm(self.proj(torch.cat([z, rel], -1)), lstm_state)
+        state = (lstm_state, adapt_state)
         h = self.drop(h)
         logits = self.head_cls(h)
         va = torch.tanh(self.head_va(h))
@@ -71,12 +103,13 @@ class StepOutput:
 
 
 class StreamingAffectModel:
-    """One tick at a time; the LSTM's (h, c) live in ``self.state`` and ``reset()`` clears them."""
+    """One tick at a time; the LSTM's (h, c) and the speaker statistics live in ``self.state``; ``reset()``
+    clears them (a new visitor)."""
 
     def __init__(self, net: AffectNet, meta: dict):
         self.net = net.eval()
         self.meta = meta
-        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.state: tuple | None = None
 
     def reset(self) -> None:
         self.state = None

@@ -19,7 +19,7 @@ from bridge.output.schema import OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, o
 log = logging.getLogger(__name__)
 
 
-def _msg(address: str, value: object) -> bytes:
+def _msg(address: str, value: object):
     b = OscMessageBuilder(address=address)
     if isinstance(value, bool):
         b.add_arg(int(value), "i")
@@ -83,7 +83,7 @@ class OscSender:
         self.send_bytes(encode_state(state, fps, latency_ms, blendshapes, changed))
 
     def send_health(self, text: str) -> None:
-        self.send_bytes(_msg(OSC_HEALTH.address, text))
+        self.send_bytes(_msg(OSC_HEALTH.address, text).dgram)
 
     def close(self) -> None:
         for s in self._socks.values():

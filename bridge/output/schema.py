@@ -58,8 +58,8 @@ JSON_STATE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("confidence", "float", "[0, 1]"),
     ("label", "string", "Current label after hysteresis."),
     ("probs", "object", "label -> probability, sums to 1."),
-    ("face", "object", '{"present": bool, "age_ms": float|null, "yaw", "pitch", "roll" (degrees), "size"}'),
-    ("voice", "object", '{"active": bool, "age_ms": float|null, "loudness_db": float, "pitch_hz": float}'),
+    ("face", "object", '{"present": bool, "age_ms": float or null, "yaw", "pitch", "roll" (degrees), "size"}'),
+    ("voice", "object", '{"active": bool, "age_ms": float or null, "loudness_db": float, "pitch_hz": float}'),
     ("fps", "float", "States per second (measured)."),
     ("latency_ms", "float", "Capture-to-wire latency in milliseconds."),
 )

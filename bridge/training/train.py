@@ -36,7 +36,8 @@ class TrainConfig:
     epochs: int = 30
     val_actors: tuple[int, ...] = (15, 16, 17, 18)
     chain_sets: int = 2
-    chain_len: int = 5
+    chain_len: int = 12
+    session_len: int = 1000  # validation: all clips of a speaker in one session
     tick_hz: float = 30.0
     hidden: int = 128
     lr: float = 2e-3
@@ -61,13 +62,15 @@ def _progress(desc: str, total: int):
     return prog, (lambda: prog.update(task, advance=1))
 
 
-def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: str) -> list[Sequence]:
+def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: str,
+           chain_len: int | None = None) -> list[Sequence]:
     from bridge.training.build import chain_plan
 
-    n = len(chain_plan(clips, cfg.chain_len, seed, single))
+    chain_len = chain_len or cfg.chain_len
+    n = len(chain_plan(clips, chain_len, seed, single))
     prog, tick = _progress(desc, n)
     with prog:
-        return build_sequences(clips, cfg.audio, cfg.video, cfg.tick_hz, seed, cfg.chain_len, single,
+        return build_sequences(clips, cfg.audio, cfg.video, cfg.tick_hz, seed, chain_len, single,
                                Path(cfg.cache_dir), cfg.workers, tick)
 
 
@@ -175,6 +178,8 @@ def train(cfg: TrainConfig) -> dict:
     for r in range(cfg.chain_sets):
         train_seqs += _build(tr_clips, cfg, cfg.seed * 1000 + r, False, f"features: train chains {r + 1}")
     val_chains = _build(va_clips, cfg, cfg.seed * 1000 + 777, False, "features: validation chains")
+    val_sessions = _build(va_clips, cfg, cfg.seed * 1000 + 779, False, "features: validation sessions",
+                          cfg.session_len)
     val_single = _build(va_clips, cfg, cfg.seed * 1000 + 778, True, "features: validation clips")
 
     rng = np.random.default_rng(cfg.seed)
@@ -194,6 +199,7 @@ def train(cfg: TrainConfig) -> dict:
     log.info("model: %d parameters", n_params)
 
     val_x = [make_inputs(s, None) for s in val_single]
+    vals_x = [make_inputs(s, None) for s in val_sessions]
     valc_x = [make_inputs(s, None) for s in val_chains]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-3)
     steps_per_epoch = math.ceil(len(train_seqs) / cfg.batch)
@@ -236,14 +242,14 @@ def train(cfg: TrainConfig) -> dict:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                tot += float(loss)
+                tot += float(loss.detach())
             net.eval()
-            vp = [run_net(net, x)[0] for x in val_x]
-            res = clip_eval(vp, val_single)
+            res = clip_eval([run_net(net, x)[0] for x in vals_x], val_sessions)
+            fresh = clip_eval([run_net(net, x)[0] for x in val_x], val_single)
             history.append({"epoch": epoch + 1, "loss": tot / steps_per_epoch, "val_uar": res["uar"],
-                            "val_acc": res["accuracy"]})
-            log.info("epoch %d loss %.3f val UAR %.3f acc %.3f", epoch + 1, tot / steps_per_epoch, res["uar"],
-                     res["accuracy"])
+                            "val_acc": res["accuracy"], "val_uar_fresh": fresh["uar"]})
+            log.info("epoch %d loss %.3f val UAR session %.3f (acc %.3f), fresh clips %.3f", epoch + 1,
+                     tot / steps_per_epoch, res["uar"], res["accuracy"], fresh["uar"])
             if epoch >= cfg.epochs // 3 and res["uar"] > best[0]:
                 best = (res["uar"], {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1)
             tick()
@@ -252,9 +258,11 @@ def train(cfg: TrainConfig) -> dict:
     net.eval()
 
     # ---------------------------------------------------------------- evaluation
+    outs = [run_net(net, x) for x in vals_x]
+    report = {"val_clips_audio_only": clip_eval([o[0] for o in outs], val_sessions, [o[1] for o in outs])}
     outs = [run_net(net, x) for x in val_x]
-    report = {"val_clips_audio_only": clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs]),
-              "best_epoch": best[2], "n_params": n_params}
+    report["val_clips_fresh_audio_only"] = clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs])
+    report.update({"best_epoch": best[2], "n_params": n_params})
     lstm_chain = [run_net(net, x)[0] for x in valc_x]
     report["smoothing"] = {"lstm": smoothing_eval(lstm_chain, val_chains)}
     if cfg.baselines:
@@ -269,6 +277,7 @@ def train(cfg: TrainConfig) -> dict:
         "data_list_sha256": file_digest([c.path for c in clips]), "n_clips": len(clips),
         "data_license": DATA_LICENSE if "ravdess" in str(cfg.data).lower() else "see your data's license",
         "val_uar_audio_only": report["val_clips_audio_only"]["uar"],
+        "val_uar_fresh_clips_audio_only": report["val_clips_fresh_audio_only"]["uar"],
         "created": time.strftime("%Y-%m-%d"), "train_seconds": round(time.time() - t_start, 1),
         "normalisation": "mean/std buffers in state_dict",
     }
@@ -331,9 +340,14 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
         raise SystemExit(f"no labelled clips found in {data}")
     cfg = TrainConfig(data=data, out="", workers=workers, cache_dir=cache_dir, audio=audio_cfg, video=video_cfg,
                       tick_hz=sch["tick_hz"])
-    seqs = _build(clips, cfg, 4242, True, "features: evaluation clips")
+    seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
     outs = [run_net(net, make_inputs(s, None)) for s in seqs]
     res = clip_eval([o[0] for o in outs], seqs, [o[1] for o in outs])
+    res["mode"] = "session: each speaker's clips in one stream, as a visitor talking to the bridge"
+    singles = _build(clips, cfg, 4243, True, "features: evaluation clips (fresh state)")
+    outs = [run_net(net, make_inputs(s, None)) for s in singles]
+    fresh = clip_eval([o[0] for o in outs], singles, [o[1] for o in outs])
+    res["fresh_clips"] = {k: fresh[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
     res["speakers"] = sorted({c.speaker for c in clips})
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
@@ -352,8 +366,8 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     ep = [h["epoch"] for h in history]
     ax[0].plot(ep, [h["loss"] for h in history])
     ax[0].set_title("training loss")
-    ax[1].plot(ep, [h["val_uar"] for h in history], label="UAR")
-    ax[1].plot(ep, [h["val_acc"] for h in history], label="accuracy")
+    ax[1].plot(ep, [h["val_uar"] for h in history], label="UAR (session)")
+    ax[1].plot(ep, [h["val_uar_fresh"] for h in history], label="UAR (fresh clip)")
     ax[1].axhline(1 / len(LABELS), color="gray", ls=":", label="chance")
     ax[1].set_title("validation speakers (audio only)")
     ax[1].legend()

@@ -237,7 +237,7 @@
     try {
       sock = new WebSocket(url);
     } catch (e) {
-      scheduleReconnect("cannot open " + url);
+      scheduleReconnect("cannot open the WebSocket");
       return;
     }
     ws = sock;
