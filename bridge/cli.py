@@ -115,20 +115,39 @@ def run_options(f):
 @run_options
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No live status line.")
-def run(config, duration, quiet, **kw):
+@click.option("--source", type=click.Choice(["live", "simulate"]),
+              help="live: camera + microphone (default). simulate: a simulated visitor, no camera or microphone "
+                   "needed (implied by --script).")
+@click.option("--script", type=click.Path(dir_okay=False),
+              help="Timeline YAML for the simulated visitor (see configs/scripts/demo_timeline.yaml); "
+                   "without it the visitor wanders through the labels at random.")
+@click.option("--seed", type=int, help="Random seed of the simulated visitor (same seed, same visitor).")
+@click.option("--preview", is_flag=True,
+              help="Show the camera with face landmarks, label and valence/arousal in a window (needs a display).")
+def run(config, duration, quiet, source, script, seed, preview, **kw):
     """Run the bridge: capture -> features -> model -> OSC / WebSocket."""
-    cfg = _load(config, _overrides(**kw))
+    cfg = _load(config, {**_overrides(**kw), **click.get_current_context().meta.get("bridge.overrides", {})})
     _setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
-    from bridge.live import build_bridge
+    if source == "live" and script:
+        _fail("--script drives the simulated visitor: use it with --source simulate (or leave --source out)")
+    if (source or ("simulate" if script else "live")) == "simulate":
+        from bridge.rehearsal import ScriptError, build_simulated_bridge
 
-    try:
-        bridge = build_bridge(cfg)
-    except Exception as e:  # start-up problems become one clear message
-        from bridge.live import StartupError
-
-        if isinstance(e, StartupError):
+        try:
+            bridge = build_simulated_bridge(cfg, script, seed)
+        except ScriptError as e:
             _fail(str(e))
-        raise
+    else:
+        from bridge.live import build_bridge
+
+        try:
+            bridge = build_bridge(cfg)
+        except Exception as e:  # start-up problems become one clear message
+            from bridge.live import StartupError
+
+            if isinstance(e, StartupError):
+                _fail(str(e))
+            raise
 
     def _stop(signum, _frame):
         log.info("signal %s: shutting down", signal.Signals(signum).name)
@@ -139,8 +158,16 @@ def run(config, duration, quiet, **kw):
         signal.signal(signal.SIGTERM, _stop)
     bridge.start()
     status = None if quiet else _status_printer()
+    window = None
+    if preview:
+        from bridge.preview import attach_preview
+
+        window = attach_preview(bridge)  # None without a display
     try:
-        bridge.run(duration, status)
+        if window is not None:
+            window.run_alongside(lambda: bridge.run(duration, status))
+        else:
+            bridge.run(duration, status)
     finally:
         bridge.stop()
         if status:
@@ -295,3 +322,93 @@ def schema(markdown):
         click.echo(s.markdown_tables())
     else:
         click.echo(json.dumps(s.hello_message(__version__), indent=2))
+
+
+@main.command(context_settings={"show_default": False})
+@click.argument("out", metavar="OUT.jsonl", type=click.Path(dir_okay=False))
+@click.option("--features", is_flag=True,
+              help="Also write the model's input feature vector of every state (live runs; the simulated visitor "
+                   "has none).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT.jsonl if it exists (otherwise the command refuses).")
+@click.pass_context
+def record(ctx, out, features, overwrite, **kw):
+    """Run (live or --source simulate) and record every state to OUT.jsonl.
+
+    Takes every option of `run`. One JSON `state` message per line (seq, t_capture, t_emit, valence, arousal,
+    confidence, label, probs, face, voice; "changed" on the line where the label changed). Only these numbers
+    are written: never camera frames or audio. Play it back with `emotion-bridge replay OUT.jsonl`.
+    """
+    p = Path(out)
+    if p.exists():
+        if not overwrite:
+            _fail(f"{p} exists; choose another name or pass --overwrite to replace it")
+        try:
+            p.write_text("", encoding="utf-8")
+        except OSError as e:
+            _fail(f"cannot write {p}: {e}")
+    ctx.meta["bridge.overrides"] = {"record.path": str(p), **({"record.features": True} if features else {})}
+    ctx.invoke(run, **kw)
+    n = sum(1 for _ in open(p, encoding="utf-8")) if p.is_file() else 0
+    log.info("recorded %d states to %s", n, p)
+
+
+record.params.extend(q for q in run.params if q.name not in {p.name for p in record.params})
+
+
+def _replay_speed(ctx, param, value):
+    from bridge.rehearsal import parse_speed
+
+    try:
+        return parse_speed(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use realtime, max or a factor such as 2 or 0.5") from None
+
+
+@main.command()
+@click.argument("file", metavar="FILE.jsonl", type=click.Path(exists=True, dir_okay=False))
+@click.option("--speed", default="realtime", show_default=True, callback=_replay_speed, metavar="realtime|max|FLOAT",
+              help="realtime: the recorded pace; max: as fast as possible (~1000 states/s); 2 = twice as fast.")
+@click.option("--loop", is_flag=True, help="Start again at the end (until Ctrl+C or --duration).")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config (outputs, monitor, logging).")
+@click.option("--osc", metavar="HOST:PORT", multiple=True, help="OSC target (repeatable). Default 127.0.0.1:7000.")
+@click.option("--ws", metavar="HOST:PORT", help="WebSocket server address. Default 127.0.0.1:9980.")
+@click.option("--no-monitor", is_flag=True, help="Do not serve the browser monitor page.")
+@click.option("--monitor-port", type=int, help="Port of the browser monitor page (default 9981).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No live status line.")
+def replay(file, speed, loop, config, duration, quiet, **kw):
+    """Send a recording (from `record`) again over OSC and WebSocket, as if it were live.
+
+    Values are kept; seq, t_capture and t_emit are new (latency_ms is the replay's own). /emotion/changed fires
+    where the recorded label changes. Malformed lines are skipped and counted in the log. The `reset` command
+    rewinds to the first state; mute works as live.
+    """
+    import math
+
+    cfg = _load(config, _overrides(**kw))
+    _setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
+    from bridge.rehearsal import RecordingError, build_replay_bridge
+
+    try:
+        bridge = build_replay_bridge(cfg, file, speed, loop)
+    except RecordingError as e:
+        _fail(str(e))
+
+    def _stop(signum, _frame):
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        bridge._stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _stop)
+    bridge.start()
+    status = None if quiet or math.isinf(speed) else _status_printer()
+    try:
+        bridge.run(duration, status)
+    finally:
+        bridge.stop()
+        if status:
+            console.print()
+        log.info("replayed %d states from %s%s", bridge.hub.published if bridge.hub else 0, file,
+                 f" ({bridge.loops} loops)" if bridge.loops else "")

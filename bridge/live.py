@@ -67,7 +67,9 @@ def build_bridge(cfg: Config) -> Bridge:
         try:
             from bridge.monitor.server import MonitorServer
 
-            mon = MonitorServer(cfg.monitor.host, cfg.monitor.port, ws_port=cfg.websocket.port,
+            ws = hub.ws
+            mon = MonitorServer(cfg.monitor.host, cfg.monitor.port,  # a callable: websocket.port 0 is known at start
+                                ws_port=(lambda: ws.port) if ws is not None else cfg.websocket.port,
                                 token=cfg.websocket.token)
             extras.append(mon)
         except ImportError:

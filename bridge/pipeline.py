@@ -78,6 +78,7 @@ class Bridge:
         self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
         self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
         self.on_state = on_state
+        self.on_frame: Callable[[np.ndarray, object], None] | None = None  # (image, FaceObservation): the preview
         self._stop = threading.Event()
         self._kick = threading.Condition()
         self._kicked = False
@@ -173,6 +174,8 @@ class Bridge:
         obs = self.tracker.process(image, frame.t_capture)
         self.engine.push_face(obs)
         self.stage_s["face"] += time.perf_counter() - t0
+        if self.on_frame is not None:
+            self.on_frame(image, obs)
         self.face_frames += 1
         self._t_face_result = clock.now()
         with self._kick:
@@ -243,7 +246,7 @@ class Bridge:
         rec = Recorder(path, self.cfg.record.features)
         try:
             rec.start()
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a path with a NUL byte
             return False, f"cannot record to {path}: {e}"
         self.recorder = rec
         if self.hub:

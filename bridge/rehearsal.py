@@ -265,6 +265,8 @@ class SimulatedVisitor:
         self.base_pitch = float(persona.uniform(110.0, 220.0))
         self.phase = persona.uniform(0, 2 * np.pi, 4)
         self.t0: float | None = None
+        self.t = 0.0  # timeline position of the newest step
+        self.segment: tuple[int, Segment] | None = None
         self._last: float | None = None
         self._t_face: float | None = None
         self.ended = False
@@ -290,6 +292,7 @@ class SimulatedVisitor:
         t = now - self.t0
         self.ended = self.plan.ended(t)
         idx, seg = self.plan.at(t)
+        self.segment, self.t = (idx, seg), t
 
         face_there = seg.face
         talking = seg.voice and self.speech.on(t)
@@ -308,7 +311,7 @@ class SimulatedVisitor:
         probs = _softmax(self._z2 + self._nz)
 
         v, ar = va_target(seg.label)
-        va_t = np.array([v, ar]) * seg.intensity * e
+        va_t = np.array([v, ar]) * seg.intensity * min(1.0, e / 0.75)  # one modality is enough for V/A
         b = 1.0 - math.exp(-dt / TAU_VA) if dt > 0 else 0.0
         self._va1 += b * (va_t - self._va1)
         self._va2 += b * (self._va1 - self._va2)
@@ -435,14 +438,13 @@ class SimulatedBridge(Bridge):
     def health(self) -> dict:
         h = super().health()
         v = self.visitor
-        t = 0.0 if v.t0 is None or v._last is None else v._last - v.t0
-        idx, seg = v.plan.at(t)
+        idx, seg = v.segment or v.plan.at(0.0)
         muted = {"video": self.engine.face_muted, "audio": self.engine.audio_muted}
         h["sources"] = {name: {"status": "ok", "detail": "simulated visitor" + (" (muted)" if muted[name] else "")}
                         for name in ("audio", "video")}
         h["simulation"] = {"mode": v.plan.mode, "seed": v.seed, "segment": idx + 1, "target": seg.label,
                            "intensity": round(seg.intensity, 3), "face": seg.face, "voice": seg.voice,
-                           "t": round(t, 3)}
+                           "t": round(v.t, 3)}
         if isinstance(v.plan, ScriptPlan):
             h["simulation"].update(script=v.plan.source, segments=len(v.plan.script.segments),
                                    loop=v.plan.script.loop)

@@ -281,6 +281,7 @@ class MjpegServer:
                 pass
 
             def do_GET(self):
+                self.connection.settimeout(10)  # a client that stops reading cannot wedge the server
                 server.connections += 1
                 first = server.connections == 1
                 self.send_response(200)
@@ -299,11 +300,12 @@ class MjpegServer:
                                          % len(j) + j + b"\r\n")
                         i += 1
                         server._stop.wait(1.0 / server.fps)
-                except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                except OSError:  # client went away (broken pipe, reset, timeout)
                     pass
 
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
+            block_on_close = False
             allow_reuse_address = True
 
         self._httpd = Server(("127.0.0.1", 0), Handler)

@@ -138,6 +138,19 @@ def test_loop_repeats_with_increasing_indices(face_video):
 # ------------------------------------------------------------------------------------------------ live faults
 
 
+def _unblock_fifo_openers(fifo, seconds: float = 1.0) -> None:
+    """A reader blocked in open(2) on a FIFO waits for a writer: be one, briefly, so it gets EOF and exits."""
+    deadline = now() + seconds
+    while now() < deadline:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader waiting (any more)
+            time.sleep(0.05)
+            continue
+        os.close(fd)
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_watchdog_abandons_a_read_that_blocks_forever(make_face_video, tmp_path):
     """A FIFO whose writer sends half an MJPEG AVI and then stalls: cv2.read() blocks in read(2) for good."""
@@ -191,6 +204,7 @@ def test_watchdog_abandons_a_read_that_blocks_forever(make_face_video, tmp_path)
         src.stop(timeout=2.0)
         stop_s = now() - t1
         release.set()  # EOF: the blocked reads return and the abandoned threads exit
+        _unblock_fifo_openers(fifo)
     assert stop_s < 2.5
     assert src.health()["status"] == "off"
 

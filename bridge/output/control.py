@@ -8,13 +8,16 @@
     /bridge/cmd/record_stop
     /bridge/cmd/status                send a health message now
 
-Malformed packets and unknown addresses are logged and ignored; nothing here can stop the bridge.
+Malformed packets and unknown addresses are logged and ignored; nothing here can stop the bridge. Messages beyond
+``commands_per_s`` (token bucket, shared by all senders: UDP senders cannot be told apart reliably) are dropped
+and counted, so a flood cannot starve the pipeline or flood the log.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from pythonosc.dispatcher import Dispatcher
@@ -38,10 +41,14 @@ def osc_to_command(address: str, args: tuple) -> dict:
 
 
 class OscControlServer:
-    def __init__(self, host: str, port: int, handler: Callable[[dict], dict]):
+    def __init__(self, host: str, port: int, handler: Callable[[dict], dict], commands_per_s: float = 100.0):
         self.host, self.port, self.handler = host, port, handler
         self.received = 0
         self.refused = 0
+        self.flood_drops = 0
+        self._rate = float(commands_per_s)
+        self._tokens = self._rate
+        self._t_tokens = time.monotonic()
         d = Dispatcher()
         d.map(PREFIX + "*", self._on)
         d.set_default_handler(self._unknown)
@@ -66,8 +73,23 @@ class OscControlServer:
             self._server.shutdown()
             self._server.server_close()
 
+    def _allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._t_tokens) * self._rate)
+        self._t_tokens = now
+        if self._tokens < 1.0:
+            self.flood_drops += 1
+            if self.flood_drops in (1, 100, 1000) or self.flood_drops % 100000 == 0:
+                log.warning("OSC control messages arrive faster than %.0f/s; dropping (%d so far)", self._rate,
+                            self.flood_drops)
+            return False
+        self._tokens -= 1.0
+        return True
+
     def _on(self, address: str, *args) -> None:
         self.received += 1
+        if not self._allow():
+            return
         try:
             reply = self.handler(osc_to_command(address, args))
             if not reply.get("ok"):
@@ -78,4 +100,6 @@ class OscControlServer:
 
     def _unknown(self, address: str, *args) -> None:
         self.refused += 1
+        if not self._allow():
+            return
         log.info("ignored OSC message %s %r (not a /bridge/cmd/ command)", address, args)

@@ -50,6 +50,13 @@ def parse_target(t: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 class OscSender:
     def __init__(self, targets: list[str]):
         self.targets = [parse_target(t) for t in targets]
@@ -57,25 +64,30 @@ class OscSender:
         self.sent = 0
         self.errors = 0
         self.last_error = ""
+        self._target_errors: dict[tuple[str, int], str] = {}
 
     def _sock(self, family: int) -> socket.socket:
         s = self._socks.get(family)
         if s is None:
             s = socket.socket(family, socket.SOCK_DGRAM)
             s.setblocking(False)
+            hosts = [h for h, _ in self.targets if _family(h) == family]
+            if hosts and all(h in _LOOPBACK for h in hosts):
+                # bound explicitly to loopback: otherwise the first sendto binds it to 0.0.0.0 (all interfaces)
+                s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
             self._socks[family] = s
         return s
 
     def send_bytes(self, data: bytes) -> None:
         for host, port in self.targets:
             try:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                self._sock(family).sendto(data, (host, port))
+                self._sock(_family(host)).sendto(data, (host, port))
                 self.sent += 1
             except OSError as e:  # refused, unreachable, buffer full: count and carry on
                 self.errors += 1
-                if str(e) != self.last_error:
+                if self._target_errors.get((host, port)) != str(e):  # once per target and error: no log flood
                     log.warning("OSC send to %s:%d failed: %s (will keep trying)", host, port, e)
+                    self._target_errors[(host, port)] = str(e)
                 self.last_error = str(e)
 
     def send_state(self, state: AffectState, fps: float, latency_ms: float,

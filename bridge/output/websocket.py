@@ -191,7 +191,7 @@ class WebSocketServer:
             msg = json.loads(raw)
             if not isinstance(msg, dict):
                 raise ValueError("a command must be a JSON object")
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly nested JSON
             self.counters["bad_messages"] += 1
             log.info("ignored malformed WebSocket message: %s", e)
             reply = {"type": "ack", "cmd": None, "ok": False, "detail": f"malformed message: {e}"}

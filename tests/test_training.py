@@ -1,0 +1,110 @@
+"""Training pieces: loaders, metrics, smoothers, and a small real training run through the live feature code."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bridge.labels import LABELS, va_target
+from bridge.model.affect import load_weights
+from bridge.training import metrics as M
+from bridge.training.baselines import ema, one_euro
+from bridge.training.data import load_dataset, load_manifest, parse_ravdess_name
+
+RAVDESS = Path(os.environ.get("BRIDGE_RAVDESS", Path(__file__).resolve().parents[2] / "shared" / "data" /
+                              "ravdess-speech-16k"))
+
+
+def test_ravdess_names():
+    c = parse_ravdess_name(Path("03-01-05-02-01-01-12.flac"))
+    assert (c.label, c.intensity, c.speaker, c.has_video) == ("angry", 2, "actor12", False)
+    av = parse_ravdess_name(Path("01-01-03-01-02-01-07.mp4"))
+    assert av.label == "happy" and av.has_video
+    assert parse_ravdess_name(Path("02-01-03-01-02-01-07.mp4")) is None  # video-only: no audio track
+    assert parse_ravdess_name(Path("03-02-03-01-02-01-07.wav")) is None  # song
+    assert parse_ravdess_name(Path("notes.txt")) is None
+    assert va_target("happy", 2)[0] > va_target("happy", 1)[0] > 0
+
+
+def test_manifest(tmp_path):
+    m = tmp_path / "m.csv"
+    with open(m, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "speaker", "start", "end", "valence", "arousal"])
+        w.writerow(["a.wav", "happy", "ann", "0.5", "2.0", "0.9", ""])
+        w.writerow(["b.wav", "sad", "", "", "", "", ""])
+    clips = load_manifest(m)
+    assert clips[0].path == tmp_path / "a.wav" and clips[0].start == 0.5 and clips[0].speaker == "ann"
+    assert clips[0].va == va_target("happy", 2)  # arousal missing -> both from the label
+    m.write_text("path,label\nx.wav,bored\n")
+    with pytest.raises(ValueError, match="bored"):
+        load_manifest(m)
+
+
+def test_metrics():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    p = np.array([0, 1, 1, 1, 2, 0])
+    assert M.uar(y, p, 3) == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert M.ccc(np.arange(10.0), np.arange(10.0)) == pytest.approx(1.0)
+    assert M.ccc(np.arange(10.0), np.arange(10.0) + 5) < 0.5  # bias is penalised, unlike correlation
+    label = np.array([0] * 10 + [1] * 10)
+    probs = np.zeros((20, 2))
+    probs[:10, 0] = 1
+    probs[10:13, 0] = 1
+    probs[13:, 1] = 1
+    probs[:, 1] = 1 - probs[:, 0]
+    assert M.lags(probs, label, np.ones(20)) == [3.0]
+    assert M.jitter(probs, label, np.ones(20)) == pytest.approx(1 / 18)
+
+
+def test_smoothers_reduce_jitter_and_keep_a_distribution():
+    rng = np.random.default_rng(0)
+    raw = np.clip(np.tile([0.7, 0.3], (200, 1)) + rng.normal(0, 0.1, (200, 2)), 0.01, None)
+    raw /= raw.sum(1, keepdims=True)
+    d = lambda x: np.abs(np.diff(x, axis=0)).mean()  # noqa: E731
+    for sm in (ema(raw, 0.1), one_euro(raw, 30.0, 0.3, 0.5)):
+        assert d(sm) < 0.5 * d(raw)
+        assert np.allclose(sm.sum(1), 1, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not RAVDESS.is_dir(), reason="RAVDESS folder not available")
+def test_small_training_run_end_to_end(tmp_path):
+    """Two actors for training, one for validation, two epochs: the real trainer, cache, weights and report."""
+    from bridge.training.train import TrainConfig, evaluate, train
+
+    # statement 1, repetition 1: 15 clips per actor
+    clips = [c for c in load_dataset(RAVDESS, {1, 2, 3}) if c.path.name.split("-")[4:6] == ["01", "01"]]
+
+    def manifest(path, rows):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "speaker"])
+            for c in rows:
+                w.writerow([str(c.path), c.label, c.speaker])
+        return path
+
+    m = manifest(tmp_path / "m.csv", clips)
+    out = tmp_path / "w.pt"
+    cfg = TrainConfig(data=str(m), out=str(out), epochs=2, chain_sets=1, chain_len=6, session_len=100,
+                      workers=1, cache_dir=str(tmp_path / "cache"), artifacts=str(tmp_path / "art"), hidden=16)
+    rep = train(cfg)
+    net, meta = load_weights(out)
+    assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]
+    assert 0 <= rep["val_clips_audio_only"]["uar"] <= 1 and rep["val_clips_audio_only"]["n_clips"] == 15
+    assert {"lstm", "window", "window+ema", "window+one_euro"} <= set(rep["smoothing"])
+    assert (tmp_path / "art" / "training_curves.png").stat().st_size > 1000
+    # the feature cache is reused: a second run does no extraction and gives the same weights
+    torch.manual_seed(0)
+    rep2 = train(cfg)
+    assert rep2["val_clips_audio_only"]["uar"] == rep["val_clips_audio_only"]["uar"]
+    held_out = manifest(tmp_path / "val.csv", [c for c in clips if c.speaker == "actor03"])
+    res = evaluate(str(held_out), str(out), str(tmp_path / "eval"), workers=1, cache_dir=str(tmp_path / "cache"))
+    assert res["n_clips"] == 15 and len(res["confusion"]) == len(LABELS) and "fresh_clips" in res
+    assert (tmp_path / "eval" / "confusion.png").is_file()
+    json.loads((tmp_path / "eval" / "evaluation.json").read_text())
