@@ -175,16 +175,6 @@ def _tail(p: Path, n: int = 3000) -> str:
 
 
 # ================================================================================================ 1+2: wire, cpu
-def _timed(fn, sink: list):
-    def wrapper(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return fn(*a, **kw)
-        finally:
-            sink.append(time.perf_counter() - t0)
-    return wrapper
-
-
 def _floor(frames: list, model: str, start_ts_ms: int, raw_first: bool = True) -> dict:
     """The bare FaceLandmarker call (VIDEO mode, image prepared beforehand) and FaceTracker.process on the same
     frames, one after the other (each alone, like the bridge's single landmarker), paced at 30 fps like a
@@ -256,6 +246,29 @@ def _thread_names() -> dict[int, str]:
     return names
 
 
+def _decompose(face_ev: list, tick_ev: list) -> dict:
+    """Split the path of each state that follows a face result into: frame waiting in the slot (capture ->
+    landmarker start), face stage (landmarker + push_face), hand-over to the ticker (face done -> tick start),
+    tick (features + model), publish (OSC send + WebSocket queueing) -- all on bridge.clock, in ms."""
+    import bisect
+
+    ends = [f[2] for f in face_ev]
+    parts: dict[str, list[float]] = {"frame_wait": [], "face": [], "handover": [], "tick": [], "publish": [],
+                                     "face_capture_to_send": []}
+    for t_start, t_pub, t_end, _ in tick_ev:
+        i = bisect.bisect_right(ends, t_start) - 1
+        if i < 0 or not math.isfinite(t_pub):
+            continue
+        cap, a, b = face_ev[i]
+        parts["frame_wait"].append(a - cap)
+        parts["face"].append(b - a)
+        parts["handover"].append(t_start - b)
+        parts["tick"].append(t_pub - t_start)
+        parts["publish"].append(t_end - t_pub)
+        parts["face_capture_to_send"].append(t_pub - cap)
+    return {k: dist(v, 1000) for k, v in parts.items()}
+
+
 def child_bridge(spec: dict) -> None:
     """Runs in the child process: floor (before), the full bridge, floor (after); writes spec['out']."""
     import logging
@@ -282,8 +295,47 @@ def child_bridge(spec: dict) -> None:
     floor_before = _floor(loop_frames, spec["face_model"], 1_000)
 
     bridge = build_bridge(cfg)
-    calls: list[float] = []
-    bridge.tracker.process = _timed(bridge.tracker.process, calls)
+    # timestamps only (bridge.clock), to split capture-to-wire into its parts; no behaviour changes
+    from bridge import clock
+
+    face_ev: list[tuple[float, float, float]] = []  # (frame t_capture, process start, push_face end)
+    tick_ev: list[tuple[float, float, float, float]] = []  # (tick start, publish start, tick end, state t_capture)
+    pub_t: list[float] = []
+    calls: list[float] = []  # FaceTracker.process inside the bridge, per frame
+    pushes: list[float] = []  # FeatureEngine.push_face right after it (the rest of the face stage)
+    proc_fn, push_fn, tick_fn, pub_fn = bridge.tracker.process, bridge.engine.push_face, bridge.tick, bridge.hub.publish
+    pending: list[tuple[float, float]] = []
+
+    def process(image, t_capture):
+        a = clock.now()
+        try:
+            return proc_fn(image, t_capture)
+        finally:
+            calls.append(clock.now() - a)
+            pending[:] = [(t_capture, a)]
+
+    def push_face(obs):
+        a = clock.now()
+        try:
+            return push_fn(obs)
+        finally:
+            b = clock.now()
+            pushes.append(b - a)
+            if pending:
+                face_ev.append((pending[0][0], pending[0][1], b))
+
+    def publish(state, *a, **kw):
+        pub_t.append(clock.now())
+        return pub_fn(state, *a, **kw)
+
+    def tick(now):
+        a = clock.now()
+        n = len(pub_t)
+        st = tick_fn(now)
+        tick_ev.append((a, pub_t[-1] if len(pub_t) > n else float("nan"), clock.now(), st.t_capture))
+        return st
+
+    bridge.tracker.process, bridge.engine.push_face, bridge.tick, bridge.hub.publish = process, push_face, tick, publish
     proc = psutil.Process()
     bridge.start()
     try:
@@ -291,6 +343,7 @@ def child_bridge(spec: dict) -> None:
         names = _thread_names()
         c0, th0, st0 = proc.cpu_times(), _thread_cpu(proc, names), dict(bridge.stage_s)
         f0, p0, n_calls0, w0 = bridge.face_frames, bridge.hub.published, len(calls), time.perf_counter()
+        nf0, nt0 = len(face_ev), len(tick_ev)
         t_start_wall = time.time()
         time.sleep(spec["bridge_s"])
         names = _thread_names()
@@ -299,9 +352,12 @@ def child_bridge(spec: dict) -> None:
         t_end_wall = time.time()
         health = bridge.health()
         lat_self = list(bridge.hub.latencies_ms)[-(p1 - p0):] if p1 > p0 else []
-        face_calls = calls[n_calls0:]
+        n = min(len(calls), len(pushes))
+        face_calls = [a + b for a, b in zip(calls[n_calls0:n], pushes[n_calls0:n])]
+        fev, tev = face_ev[nf0:], tick_ev[nt0:]
     finally:
         bridge.stop()
+    parts = _decompose(fev, tev)
     floor_after = _floor(loop_frames, spec["face_model"], 1_000, raw_first=False)
     wall = w1 - w0
     cpu = (c1.user + c1.system) - (c0.user + c0.system)
@@ -310,7 +366,7 @@ def child_bridge(spec: dict) -> None:
         "wall_s": wall, "cpu_s": cpu, "t_start_wall": t_start_wall, "t_end_wall": t_end_wall,
         "face_frames": f1 - f0, "published": p1 - p0, "threads_cpu_s": threads,
         "stage_s": {k: st1[k] - st0.get(k, 0.0) for k in st1},
-        "face_calls_s": face_calls, "self_latency_ms": lat_self,
+        "face_calls_s": face_calls, "self_latency_ms": lat_self, "parts_ms": parts,
         "floor_before": floor_before, "floor_after": floor_after,
         "video_source": health["sources"]["video"], "audio_source": health["sources"]["audio"],
         "workers": health["workers"], "outputs": health.get("outputs", {}),
@@ -468,6 +524,7 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         "face_tracker_process_ms": tracker,
         "wire_over_landmarker": {"p50": _ratio(wire["p50"], floor["p50"]), "p99": _ratio(wire["p99"], floor["p99"])},
         "face_stage_ms_per_frame": face_stage_ms,
+        "parts_ms": b["parts_ms"],
         "face_stage_calls_ms": face_calls,
         "face_stage_over_landmarker": {
             "mean": _ratio(face_stage_ms, floor["mean"]), "p50": _ratio(face_calls["p50"], floor["p50"])},
@@ -707,13 +764,13 @@ def bench_growth(prof: dict, workdir: Path) -> dict:
         for _ in range(prof["growth_ticks"]):
             x = y[pos:pos + per_tick]
             pos += per_tick
-            c0, t0 = time.thread_time(), time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             af.process(x)
             af.snapshot()
-            t1, c1 = time.perf_counter(), time.thread_time()
+            t1, c1 = time.perf_counter(), time.process_time()
             lw.process(x)
             lw.snapshot()
-            t2, c2 = time.perf_counter(), time.thread_time()
+            t2, c2 = time.perf_counter(), time.process_time()
             t_ours.append(t1 - t0)
             t_lib.append(t2 - t1)
             c_ours.append(c1 - c0)
@@ -723,12 +780,13 @@ def bench_growth(prof: dict, workdir: Path) -> dict:
         res["librosa_ms"].append(dist(t_lib, 1000))
         res["ours_cpu_ms"].append(float(np.median(c_ours) * 1000))
         res["librosa_cpu_ms"].append(float(np.median(c_lib) * 1000))
-    o0, l0 = res["ours_ms"][0]["p50"], res["librosa_ms"][0]["p50"]
-    res["ours_growth_vs_smallest"] = [_ratio(d["p50"], o0) for d in res["ours_ms"]]
-    res["librosa_growth_vs_smallest"] = [_ratio(d["p50"], l0) for d in res["librosa_ms"]]
-    res["ours_over_librosa"] = [_ratio(a["p50"], b["p50"]) for a, b in zip(res["ours_ms"], res["librosa_ms"])]
+    o0, l0 = res["ours_cpu_ms"][0], res["librosa_cpu_ms"][0]
+    res["ours_growth_vs_smallest"] = [_ratio(x, o0) for x in res["ours_cpu_ms"]]
+    res["librosa_growth_vs_smallest"] = [_ratio(x, l0) for x in res["librosa_cpu_ms"]]
+    res["ours_over_librosa"] = [_ratio(a, b) for a, b in zip(res["ours_cpu_ms"], res["librosa_cpu_ms"])]
     res["notes"] = ("per tick = 1/30 s of new audio + a window vector; ours and librosa alternate tick by tick on "
-                    "the same samples; wall ms per tick (p50/p99) and median thread CPU ms")
+                    "the same samples; median CPU ms per tick (process CPU time: BLAS threads included; growth "
+                    "ratios use it) and wall ms per tick (p50/p99)")
     return res
 
 
@@ -858,31 +916,36 @@ def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str
     res: dict = {"mode": "quick" if quick else "full", "profile": prof, "machine": machine_info(),
                  "command": " ".join(sys.argv), "sections": {}, "errors": {}}
     t_all = time.perf_counter()
-    if "smoothing" in sel:
-        say("smoothing: reading the training report")
+
+    def section(names: tuple[str, ...], msg: str, fn) -> None:
+        if not any(n in sel for n in names):
+            return
+        say(msg)
         try:
-            res["sections"]["smoothing"] = bench_smoothing(Path(report) if report else ROOT / "artifacts/train/report.json")
-        except (OSError, KeyError, ValueError) as e:
-            res["errors"]["smoothing"] = str(e)
-    if "wire" in sel or "cpu" in sel:
-        say(f"wire + cpu: full bridge for {prof['warmup_s'] + prof['bridge_s']:.0f} s (+ landmarker floor "
-            f"{4 * prof['floor_frames'] / FPS:.0f} s)")
+            r = fn()
+        except Exception as e:  # noqa: BLE001 - one section failing must not lose the others
+            for n in names:
+                if n in sel:
+                    res["errors"][n] = f"{type(e).__name__}: {e}"
+            return
+        for n in names:
+            if n in sel:
+                res["sections"][n] = r[n] if len(names) > 1 else r
+
+    def bridge_run() -> dict:
         fm = face_model_path(face_model)
-        w, wdesc = weights_path(wd, weights)
-        res["weights"] = wdesc
-        r = bench_bridge(prof, wd, fm, w)
-        for k in ("wire", "cpu"):
-            if k in sel:
-                res["sections"][k] = r[k]
-    if "audio" in sel:
-        say("audio: ours vs librosa whole-window vs openSMILE eGeMAPS streaming")
-        res["sections"]["audio"] = bench_audio(prof, wd)
-    if "growth" in sel:
-        say("growth: cost per tick vs audio window")
-        res["sections"]["growth"] = bench_growth(prof, wd)
-    if "fanout" in sel:
-        say("fanout: WebSocket broadcast to " + ", ".join(map(str, prof["fanout_clients"])) + " clients")
-        res["sections"]["fanout"] = bench_fanout(prof, wd)
+        w, res["weights"] = weights_path(wd, weights)
+        return bench_bridge(prof, wd, fm, w)
+
+    section(("smoothing",), "smoothing: reading the training report",
+            lambda: bench_smoothing(Path(report) if report else ROOT / "artifacts" / "train" / "report.json"))
+    section(("wire", "cpu"), f"wire + cpu: full bridge for {prof['warmup_s'] + prof['bridge_s']:.0f} s (+ bare "
+                             f"landmarker {4 * prof['floor_frames'] / FPS:.0f} s)", bridge_run)
+    section(("audio",), "audio: ours vs librosa whole-window vs openSMILE eGeMAPS streaming",
+            lambda: bench_audio(prof, wd))
+    section(("growth",), "growth: cost per tick vs audio window", lambda: bench_growth(prof, wd))
+    section(("fanout",), "fanout: WebSocket broadcast to " + ", ".join(map(str, prof["fanout_clients"])) + " clients",
+            lambda: bench_fanout(prof, wd))
     res["targets"] = targets(res)
     res["elapsed_s"] = time.perf_counter() - t_all
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -900,8 +963,8 @@ def targets(res: dict) -> list[dict]:
         v = s["wire"]["ws_receive_minus_t_capture_ms"]["p99"]
         t.append({"name": "capture-to-wire p99 (WebSocket, receive side)", "target": f"<= {TARGETS['wire_p99_ms']} ms",
                   "measured": v, "unit": "ms", "met": bool(v <= TARGETS["wire_p99_ms"])})
-        v = s["wire"]["face_stage_over_landmarker"]["mean"]
-        t.append({"name": "face stage / bare FaceLandmarker call (mean per frame)",
+        v = s["wire"]["face_stage_over_landmarker"]["p50"]
+        t.append({"name": "face stage / bare FaceLandmarker call (median per frame)",
                   "target": f"<= {TARGETS['face_stage_over_landmarker']}x", "measured": v, "unit": "x",
                   "met": bool(v <= TARGETS["face_stage_over_landmarker"])})
     if "cpu" in s:
@@ -937,9 +1000,16 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                                                    f"  (n {d['n']})"))
         rows.append(("capture to wire", "wire / landmarker", f"p50 {_f(w['wire_over_landmarker']['p50'], 2)}x  "
                                                                f"p99 {_f(w['wire_over_landmarker']['p99'], 2)}x"))
+        rows.append(("capture to wire", "face stage in the bridge", f"p50 {_f(w['face_stage_calls_ms']['p50'])}  "
+                     f"p95 {_f(w['face_stage_calls_ms']['p95'])}  p99 {_f(w['face_stage_calls_ms']['p99'])} ms  "
+                     f"(mean {_f(w['face_stage_ms_per_frame'], 2)} from stage_s)"))
         rows.append(("capture to wire", "face stage / landmarker",
-                     f"mean {_f(w['face_stage_over_landmarker']['mean'], 2)}x ({_f(w['face_stage_ms_per_frame'], 2)} "
-                     f"ms/frame)  p50 {_f(w['face_stage_over_landmarker']['p50'], 2)}x"))
+                     f"p50 {_f(w['face_stage_over_landmarker']['p50'], 2)}x  mean "
+                     f"{_f(w['face_stage_over_landmarker']['mean'], 2)}x"))
+        pm = w.get("parts_ms", {})
+        if pm:
+            rows.append(("capture to wire", "parts p50 / p99 (ms)", "  ".join(
+                f"{k} {_f(v['p50'])}/{_f(v['p99'])}" for k, v in pm.items() if k != "face_capture_to_send")))
         rows.append(("capture to wire", "rate", f"{_f(w['states_per_s'])} states/s, {_f(w['face_frames_per_s'])} "
                                                 f"face frames/s, {w['ws_states_lost']} lost"))
     if "cpu" in s:
@@ -971,10 +1041,9 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
     if "growth" in s:
         g = s["growth"]
         for i, w in enumerate(g["window_s"]):
-            rows.append(("growth", f"window {w:g} s", f"ours {_f(g['ours_ms'][i]['p50'], 2)} ms/tick "
-                                                      f"(x{_f(g['ours_growth_vs_smallest'][i], 2)})  librosa "
-                                                      f"{_f(g['librosa_ms'][i]['p50'], 2)} ms/tick "
-                                                      f"(x{_f(g['librosa_growth_vs_smallest'][i], 2)})"))
+            rows.append(("growth", f"window {w:g} s (CPU ms/tick)",
+                         f"ours {_f(g['ours_cpu_ms'][i], 2)} (x{_f(g['ours_growth_vs_smallest'][i], 2)})  librosa "
+                         f"{_f(g['librosa_cpu_ms'][i], 2)} (x{_f(g['librosa_growth_vs_smallest'][i], 2)})"))
     for t in res.get("targets", []):
         rows.append(("target", t["name"], f"{_f(t['measured'], 2)} {t['unit']} vs {t['target']}: "
                                           f"{'met' if t['met'] else 'MISSED'}"))
@@ -999,6 +1068,98 @@ def print_table(res: dict, console=None) -> None:
     console.print(tab)
 
 
+def markdown(res: dict) -> str:
+    """The results as Markdown tables (for docs/PERFORMANCE.md)."""
+    s = res["sections"]
+    out: list[str] = []
+
+    def d(x: dict, nd: int = 1) -> str:
+        return f"{_f(x['p50'], nd)} | {_f(x['p95'], nd)} | {_f(x['p99'], nd)} | {x['n']}"
+
+    if "wire" in s:
+        w = s["wire"]
+        out += ["| capture to wire (ms) | p50 | p95 | p99 | n |", "|---|---|---|---|---|"]
+        for key, label in (("ws_receive_minus_t_capture_ms", "WebSocket: receive − `t_capture`"),
+                           ("osc_receive_minus_t_capture_ms", "OSC: receive − `t_capture` (matched state)"),
+                           ("osc_self_reported_latency_ms", "OSC `/bridge/latency_ms` (measured at send)"),
+                           ("ws_receive_minus_face_capture_ms", "WebSocket: receive − face frame capture"),
+                           ("ws_receive_minus_t_emit_ms", "WebSocket: receive − `t_emit` (the hop itself)"),
+                           ("landmarker_floor_ms", "bare FaceLandmarker `detect_for_video` (floor)"),
+                           ("face_tracker_process_ms", "`FaceTracker.process` alone"),
+                           ("face_stage_calls_ms", "face stage inside the bridge (process + push_face)")):
+            out.append(f"| {label} | {d(w[key])} |")
+        parts = w.get("parts_ms", {})
+        if parts:
+            out += ["", "| where the time goes (ms, states that follow a face result) | p50 | p95 | p99 | n |",
+                    "|---|---|---|---|---|"]
+            for k, label in (("frame_wait", "frame waits in the slot (capture → landmarker start)"),
+                             ("face", "face stage (landmarker + push_face)"),
+                             ("handover", "hand-over to the ticker (face done → tick start)"),
+                             ("tick", "tick (features + model step)"),
+                             ("publish", "publish (OSC send + WebSocket queueing)"),
+                             ("face_capture_to_send", "face frame capture → publish")):
+                if k in parts:
+                    out.append(f"| {label} | {d(parts[k])} |")
+        out += ["", f"Ratios: wire / landmarker p50 {_f(w['wire_over_landmarker']['p50'], 2)}×, p99 "
+                    f"{_f(w['wire_over_landmarker']['p99'], 2)}×; face stage / landmarker p50 "
+                    f"{_f(w['face_stage_over_landmarker']['p50'], 2)}×, mean "
+                    f"{_f(w['face_stage_over_landmarker']['mean'], 2)}×. Rate {_f(w['states_per_s'])} states/s, "
+                    f"{_f(w['face_frames_per_s'])} face frames/s, {w['ws_states_lost']} states lost, "
+                    f"{w['osc_matched']} OSC bundles matched, {_f(w['measured_wall_s'], 0)} s measured.", ""]
+    if "cpu" in s:
+        c = s["cpu"]
+        out += [f"| CPU (% of one core) | value |", "|---|---|",
+                f"| whole bridge | **{_f(c['pct_of_one_core'])}** (= **{_f(c['pct_of_all_cores'])} %** of "
+                f"{c['cores']} cores) |"]
+        for k, v in c["threads_pct_of_one_core"].items():
+            out.append(f"| thread `{k}` | {_f(v)} |")
+        for k, v in c["stage_wall_pct_of_one_core"].items():
+            out.append(f"| `stage_s[\"{k}\"]` (wall time in the stage) | {_f(v)} "
+                       f"({_f(c['stage_ms_per_state'][k], 2)} ms per state) |")
+        out.append("")
+    if "audio" in s:
+        a = s["audio"]
+        out += ["| audio features, per second of audio | CPU ms p50 | wall ms p50 | ours / this (CPU) |",
+                "|---|---|---|---|"]
+        for k in a["cpu_ms_per_audio_s"]:
+            r = a["ratios_cpu"].get(f"ours_over_{k}")
+            out.append(f"| {k} | {_f(a['cpu_ms_per_audio_s'][k]['p50'])} | {_f(a['wall_ms_per_audio_s'][k]['p50'])}"
+                       f" | {_f(r['median'], 2) + '×' if r else '—'} |")
+        out.append("")
+    if "smoothing" in s:
+        out += ["| smoothing (validation chains) | jitter | lag p50 (ticks) | lag p50 (ms) | UAR |",
+                "|---|---|---|---|---|"]
+        for name, r in s["smoothing"]["rows"].items():
+            out.append(f"| {name} | {_f(r['jitter'], 4)} | {_f(r['lag_ticks_median'], 1)} | "
+                       f"{_f(r['lag_ms_median'], 0)} | {_f(r['uar'], 3)} |")
+        out.append("")
+    if "fanout" in s:
+        f = s["fanout"]
+        out += ["| WebSocket fan-out at 30 Hz | states sent | delivered (min over clients) | latency p50 (ms) | "
+                "p99 (ms) |", "|---|---|---|---|---|"]
+        for i, n in enumerate(f["clients"]):
+            out.append(f"| {n} client{'s' if n > 1 else ''} | {f['published'][i]} | "
+                       f"{f['delivered_fraction_min'][i]:.3f} | {_f(f['latency_ms'][i]['p50'], 2)} | "
+                       f"{_f(f['latency_ms'][i]['p99'], 2)} |")
+        out.append("")
+    if "growth" in s:
+        g = s["growth"]
+        out += ["| audio window | ours CPU ms/tick | × vs 0.5 s | librosa CPU ms/tick | × vs 0.5 s | ours / librosa |",
+                "|---|---|---|---|---|---|"]
+        for i, w in enumerate(g["window_s"]):
+            out.append(f"| {w:g} s | {_f(g['ours_cpu_ms'][i], 2)} | {_f(g['ours_growth_vs_smallest'][i], 2)} | "
+                       f"{_f(g['librosa_cpu_ms'][i], 2)} | {_f(g['librosa_growth_vs_smallest'][i], 2)} | "
+                       f"{_f(g['ours_over_librosa'][i], 3)} |")
+        out.append("")
+    if res.get("targets"):
+        out += ["| target | measured | met |", "|---|---|---|"]
+        for t in res["targets"]:
+            out.append(f"| {t['name']} {t['target']} | {_f(t['measured'], 2)} {t['unit']} | "
+                       f"{'met' if t['met'] else '**missed**'} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("_bridge", "_receiver", "_clients"):
@@ -1012,11 +1173,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--face-model"), ap.add_argument("--weights")
     ap.add_argument("--report", help="training report with the smoothing section (default artifacts/train/report.json)")
     ap.add_argument("--workdir", help="media and intermediate files (default: a temp dir)")
+    ap.add_argument("--markdown", metavar="RESULTS_JSON", help="print the tables of a results file as Markdown")
     a = ap.parse_args(argv)
+    if a.markdown:
+        print(markdown(json.loads(Path(a.markdown).read_text())))
+        return 0
     only = [x.strip() for x in a.only.split(",") if x.strip()] or None
     res = run_bench(a.quick, a.out, only, a.face_model, a.weights, a.report, a.workdir)
     print_table(res)
-    return 0
+    return 1 if res["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -412,3 +412,33 @@ def replay(file, speed, loop, config, duration, quiet, **kw):
             console.print()
         log.info("replayed %d states from %s%s", bridge.hub.published if bridge.hub else 0, file,
                  f" ({bridge.loops} loops)" if bridge.loops else "")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Short durations (under two minutes in all).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write every number as JSON to this file.")
+@click.option("--only", default="", metavar="NAME,...",
+              help="Only these sections: wire, cpu, audio, smoothing, fanout, growth (default: all).")
+@click.option("--face-model", type=click.Path(dir_okay=False), help="MediaPipe face_landmarker.task file.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Affect model weights (default: the packaged ones).")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Training report with the smoothing section (default: artifacts/train/report.json).")
+def bench(quick, out, only, face_model, weights, report):
+    """Measure capture-to-wire latency, CPU share, audio-feature cost, smoothing, WebSocket fan-out and cost
+    growth with the window, on a generated face video and speech (see docs/PERFORMANCE.md)."""
+    from bridge import bench as b
+
+    try:
+        names = [x.strip() for x in only.split(",") if x.strip()] or None
+        unknown = [x for x in names or [] if x not in b.sections()]
+        if unknown:
+            _fail(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(b.sections())}")
+        res = b.run(quick=quick, out=out, only=names, face_model=face_model, weights=weights, report=report,
+                    progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+    except b.BenchUnavailable as e:
+        _fail(str(e))
+    b.print_table(res, Console())
+    if out:
+        console.print(f"results: {out}", highlight=False)
+    if res["errors"]:
+        sys.exit(1)

@@ -5,9 +5,13 @@ Fixtures (all session-scoped unless noted; files live under pytest's session tem
 ``virtual_mic``      a private PulseAudio server with a null sink ``vsink``; recording from the sounddevice/
                      PortAudio device ``virtual_mic.device`` (``"pulse"``) hears whatever ``virtual_mic.play(path)``
                      plays. ``kill()`` / ``start()`` / ``restart()`` take the sound server away and bring it back
-                     (a real device fault), ``unload_sink()`` / ``load_sink()`` remove/re-add the sink. The server
+                     (a real device fault), ``unload_sink()`` / ``load_sink()`` remove/re-add the sink (the
+                     recorded device vanishes), ``ensure()`` puts both back after a test that broke them. The server
                      has its own runtime dir and socket (``PULSE_SERVER``), so it never touches a desktop's
-                     PulseAudio nor other test sessions. Skipped only when the ``pulseaudio`` binary is absent.
+                     PulseAudio nor other test sessions. While the fixture is active ``PULSE_SERVER`` & co. are
+                     set in ``os.environ`` and PortAudio is re-initialised to see the server; pass
+                     ``virtual_mic.env`` to subprocesses. The first stream opened on a fresh server takes ~2 s
+                     to deliver its first block. Skipped only when the ``pulseaudio`` binary is absent.
 ``speech_wav``       espeak-ng speaking :data:`SPEECH_TEXT`, 22.05 kHz mono PCM16, with :data:`SPEECH_PAD_S` s of
                      digital silence before and after.
 ``speech_mp3``       the same, encoded to MP3 by ffmpeg (libmp3lame).
@@ -37,6 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The face model cannot be downloaded on the CI machines: use the shared copy beside the checkout when present
+# (CI sets BRIDGE_FACE_MODEL itself; a user with internet gets it downloaded into the cache instead).
+_SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
+if not os.environ.get("BRIDGE_FACE_MODEL") and _SHARED_MODEL.is_file():
+    os.environ["BRIDGE_FACE_MODEL"] = str(_SHARED_MODEL)
 
 SPEECH_TEXT = "Hello there. I am really happy to see you today, this is wonderful news."
 SPEECH_PAD_S = 1.0
@@ -120,6 +130,13 @@ class VirtualMic:
 
     def load_sink(self) -> None:
         self.pactl("load-module", "module-null-sink", f"sink_name={self.sink}", "rate=48000")
+
+    def ensure(self) -> None:
+        """Server up and sink present (call in ``finally`` after injecting a fault)."""
+        if not self.running():
+            self.start()
+        if self.sink not in self.pactl("list", "short", "sinks"):
+            self.load_sink()
 
     def play(self, path: str | os.PathLike, wait: bool = True) -> subprocess.Popen:
         """Play a sound file into the virtual microphone (``paplay -d vsink``); ``wait=False`` returns at once."""

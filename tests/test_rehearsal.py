@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -508,3 +507,43 @@ def test_preview_window_runs_on_the_calling_thread_and_never_blocks_the_work(mon
 
     with pytest.raises(RuntimeError, match="boom"):
         preview.Preview().run_alongside(broken)
+
+
+def test_replay_bridge_commands_and_events(tmp_path):
+    from bridge.rehearsal import ReplayBridge
+
+    base = {"type": "state", "valence": 0.1, "arousal": 0.2, "confidence": 0.6, "probs": {n: 1 / 8 for n in LABELS},
+            "face": {"present": True, "yaw": 5.0}, "voice": {"active": True, "loudness_db": -20.0, "pitch_hz": 150}}
+    labels = ["calm", "calm", "happy", "happy", "sad"]
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps({**base, "t_capture": 10 + i / 30, "label": lab}) + "\n"
+                         for i, lab in enumerate(labels)))
+    b = ReplayBridge(Config(), load_recording(f), speed=math.inf, loop=True)
+    assert [w.name for w in b.workers] == ["replay", "health"]
+    got = []
+    b.on_state = got.append
+    events = []
+
+    class Hub:
+        def publish(self, state, changed=None, previous=None):
+            events.append((changed, previous))
+
+    b.hub = Hub()
+    assert b.handle_command({"cmd": "rate", "hz": 10})["ok"] is False
+    assert b.handle_command({"cmd": "mute", "target": "face", "on": True})["ok"]
+    for _ in range(40):
+        b._replay_body()
+        if len(got) >= 7:
+            break
+    assert [s.label for s in got[:7]] == labels + labels[:2]  # looped
+    assert [s.seq for s in got[:7]] == list(range(1, 8))
+    assert [c for c, _ in events[:7]] == [None, None, "happy", None, "sad", "calm", None]
+    assert not any(s.face_present for s in got) and all(s.head_pose == (0.0, 0.0, 0.0) for s in got)
+    assert all(s.voice_active and s.pitch_hz == 150 for s in got)
+    assert b.handle_command({"cmd": "reset"})["ok"]
+    n = len(got)
+    for _ in range(20):
+        b._replay_body()
+        if len(got) > n:
+            break
+    assert got[n].label == "calm" and b._i == 1  # rewound to the first state

@@ -274,6 +274,10 @@ def test_face_lost_then_video_ends_while_voice_keeps_flowing(weights, face_video
     assert osc_after and max(osc_after) == 0
     assert any(h["sources"]["video"]["status"] == "ended" for _, h in rx.health)
     health_has_counters({**rx.health[-1][1], "type": "health"})
+    # privacy: only derived numbers leave the process -- no frames, no audio, no landmarks on any wire
+    assert {m["type"] for _, m in ws.msgs} <= {"hello", "state", "event", "health", "ack"}
+    assert max(len(json.dumps(m)) for _, m in ws.msgs) < 8000
+    assert all(len(b) <= 40 for _, b in rx.bundles)  # ~25 addresses with one scalar each
     RESULTS["face_gap"] = {"states_after_video_end_per_s": round(len(after_end) / (t_stop - t_ended - 0.6), 1),
                            "voice_active_frac_after_end": round(float(np.mean(
                                [s["voice"]["active"] for s in speech_window])), 2)}
@@ -370,28 +374,33 @@ def test_osc_target_unreachable_websocket_keeps_flowing(weights, speech_wav):
         "audio.source": str(speech_wav), "sources.loop": True, "video.enabled": False,
         "osc.targets": [f"127.0.0.1:{dead}", "no-such-host.invalid:7000"]}))
     with running(cfg) as b, WsClient(b.hub.ws.port) as ws:
-        time.sleep(2.5)
+        t0 = time.monotonic()
+        time.sleep(2.0)
         h = b.health()
+        dt = time.monotonic() - t0
     states = ws.of("state")
-    assert len(states) >= 40
+    assert len(states) >= 8 * dt  # ~30/s; a generous bound (a shared CI machine)
     assert [s["seq"] for s in states] == list(range(states[0]["seq"], states[0]["seq"] + len(states)))
     osc = h["outputs"]["osc"]
-    assert osc["sent"] >= 40 and osc["errors"] >= 40 and "name" in osc["last_error"].lower()
+    assert osc["sent"] >= len(states) // 2 and osc["errors"] >= len(states) // 2  # one target fails, one "works"
+    assert "name" in osc["last_error"].lower()
 
 
 def test_websocket_command_flood_does_not_slow_ticks(weights, speech_wav):
-    """One client floods valid commands (and garbage of every kind) as fast as it can; another client's state
-    rate stays at the tick rate and every malformed message gets an error ack, never a crash."""
+    """One client floods valid commands, then sends garbage of every kind; another sends a frame above the size
+    limit; then the control port is flooded over OSC. The reading client's state rate stays at the tick rate,
+    every malformed message gets an error ack (never a dropped connection or a crash), only the oversized
+    frame's connection is closed."""
     cfg = load_config(None, base_overrides(weights, None, **{
         "audio.source": str(speech_wav), "sources.loop": True, "video.enabled": False,
         "osc.control_port": free_port(socket.SOCK_DGRAM)}))
     with running(cfg) as b, WsClient(b.hub.ws.port) as reader, WsClient(b.hub.ws.port) as flooder:
-        time.sleep(1.0)
+        time.sleep(0.5)
         t0 = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(1.2)
         t1 = time.monotonic()
         n_sent = 0
-        while time.monotonic() < t1 + 1.5:  # ~4000 commands/s (200x the limit), paced so that the client in this
+        while time.monotonic() < t1 + 1.2:  # ~4000 commands/s (200x the limit), paced so that the client in this
             for _ in range(20):             # process does not itself take the CPU from the bridge
                 flooder.send('{"cmd":"status"}')
                 flooder.send('{"cmd":"mute","target":"voice","on":false}')
@@ -410,13 +419,17 @@ def test_websocket_command_flood_does_not_slow_ticks(weights, speech_wav):
         flooder.wait_for(lambda m: m["type"] == "ack" and m.get("cmd") == "rate" and m["ok"], 5, "the final ack",
                          since=t_g)
         alive = not flooder.closed.is_set()
+        # a frame above websocket.max_message_bytes closes that client only
+        with WsClient(b.hub.ws.port) as big:
+            big.send("x" * (cfg.websocket.max_message_bytes + 1000))
+            assert big.closed.wait(5), "an oversized frame did not close its connection"
         # the same flood over OSC control (UDP: no connection to drop, so it must be cheap per packet)
         ctl = next(x for x in b.extras if hasattr(x, "received"))
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         status = b"/bridge/cmd/status\x00\x00,\x00\x00\x00"
         t3 = time.monotonic()
         n_osc = 0
-        while time.monotonic() < t3 + 1.5:
+        while time.monotonic() < t3 + 1.2:
             for _ in range(50):
                 tx.sendto(status, ("127.0.0.1", ctl.port))
             n_osc += 50
@@ -425,6 +438,7 @@ def test_websocket_command_flood_does_not_slow_ticks(weights, speech_wav):
         tx.close()
         time.sleep(0.3)
         h = b.health()
+        reader_alive = not reader.closed.is_set()
     base = len(reader.of("state", t0, t1)) / (t1 - t0)
     flood = len(reader.of("state", t1, t2)) / (t2 - t1)
     osc_flood = len(reader.of("state", t3, t4)) / (t4 - t3)
@@ -433,6 +447,7 @@ def test_websocket_command_flood_does_not_slow_ticks(weights, speech_wav):
     assert h["outputs"]["websocket"]["flood_drops"] > 100
     assert ctl.flood_drops > 100 and ctl.received - ctl.flood_drops <= 100 * (t4 - t3 + 0.5) + 100
     assert alive, "the server closed the connection on malformed input"
+    assert reader_alive
     acks = [m for t, m in flooder.msgs if m["type"] == "ack" and t >= t_g]
     assert len(acks) == len(garbage), [a["detail"] for a in acks]
     assert [a["ok"] for a in acks] == [False] * (len(garbage) - 1) + [True]
@@ -575,8 +590,10 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
 
     SIGINT: DEBUG logging with a WebSocket client (every frame is logged) and a flood of malformed OSC control
     packets fill the log: it must rotate, keeping ``backups`` files.
-    SIGTERM: run inside a network namespace with only loopback (as root with ``unshare``): the venue's network
-    is down, so one OSC target is unreachable (ENETUNREACH) and one does not resolve -- the log must not flood.
+    SIGTERM: run inside a network namespace with only loopback and a DNS server that never answers (as root,
+    ``unshare -n -m`` with a private /etc/resolv.conf): the venue's network is down, one OSC target is
+    unreachable (ENETUNREACH) and one is a host name whose lookup hangs -- states must keep flowing at the tick
+    rate (lookups happen off the tick) and the log must not flood.
     """
     rec = tmp_path / "rec.jsonl"
     logf = tmp_path / "logs" / "bridge.log"
@@ -585,7 +602,7 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
     rx = OscReceiver()
     rx.start()
     netns = sig == "SIGTERM" and os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip")
-    targets = (["192.0.2.1:7000", "td-machine.invalid:7000"] if netns else []) + [f"127.0.0.1:{rx.port}"]
+    targets = (["192.0.2.1:7000", "td-machine.example:7000"] if netns else []) + [f"127.0.0.1:{rx.port}"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"audio:\n  source: {json.dumps(str(speech_wav))}\n"
@@ -600,11 +617,20 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
         f"  level: {'DEBUG' if sig == 'SIGINT' else 'INFO'}\n")
     cmd = EXE + ["run", "--quiet", "--config", str(cfg)]
     if netns:
-        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] + cmd
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:3 attempts:2\n")
+        # a DNS server that reads queries and never answers; it exits with the bridge (its parent after exec)
+        blackhole = ("import os, socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                     "s.bind(('127.0.0.1', 53)); s.settimeout(0.5); ppid = os.getppid()\n"
+                     "while os.getppid() == ppid:\n    try: s.recv(512)\n    except OSError: pass\n")
+        script = (f'mount --bind {resolv} /etc/resolv.conf && ip link set lo up || exit 97\n'
+                  f'{sys.executable} -c "$BLACKHOLE" &\nsleep 0.3\nexec "$@"')
+        cmd = ["unshare", "-n", "-m", "sh", "-c", script, "sh"] + cmd
+    env = {**os.environ, "BLACKHOLE": blackhole} if netns else None
     out_f = open(tmp_path / "stdout.txt", "w+")  # a file, not a pipe: a full pipe would block the bridge's logging
-    p = subprocess.Popen(cmd, stdout=out_f, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cmd, stdout=out_f, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        _wait_lines(rec, 15, 90, p)
+        _wait_lines(rec, 10, 90, p)
         if sig == "SIGINT":
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             junk = [b"\x00" * 3, b"/bridge/cmd/rate\x00\x00\x00\x00,f\x00\x00", b"#bundle\x00" + b"\xff" * 20,
@@ -623,6 +649,7 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
                 time.sleep(0.5)
             assert ws.of("state"), "no states over the WebSocket"
         else:
+            n_mid = rec.read_text().count("\n")
             time.sleep(1.5)
         n_before = rec.read_text().count("\n")
         t_sig = time.monotonic()
@@ -644,7 +671,7 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
     assert dt < 5.0, f"{sig}: exit took {dt:.2f} s"
     # the recording is closed and valid JSONL (every line complete)
     lines = rec.read_text().splitlines()
-    assert len(lines) >= n_before >= 15
+    assert len(lines) >= n_before >= 10
     msgs = [json.loads(ln) for ln in lines]
     assert all(m["type"] == "state" for m in msgs)
     assert [m["seq"] for m in msgs] == sorted(m["seq"] for m in msgs)
@@ -660,7 +687,12 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
         osc_warnings = text.count("OSC send to")
         assert osc_warnings <= 6, f"{osc_warnings} OSC warnings in a few seconds: the log floods"
         if netns:
-            assert "Network is unreachable" in text
+            assert "Network is unreachable" in text and "cannot resolve td-machine.example" in text
+            # a lookup takes 6 s here; on the tick it would allow one state per lookup
+            assert n_before - n_mid >= 10, f"only {n_before - n_mid} states in 1.5 s: sends wait for DNS"
+    if sig == "SIGTERM" and netns:
+        RESULTS["network_down"] = {"states_per_s_with_hanging_dns": round((n_before - n_mid) / 1.5, 1),
+                                   "osc_warnings_in_log": osc_warnings}
     RESULTS[f"shutdown_{sig}"] = {"signal_to_exit_s": round(dt, 2), "states_recorded": len(lines),
                                   "network_namespace": bool(netns), "log_files": [x.name for x in logs]}
 
@@ -700,13 +732,45 @@ def test_sockets_bind_loopback_by_default_and_exposure_warns(weights, speech_wav
     assert "WebSocket listens on 0.0.0.0" in warned and "OSC control listens on 0.0.0.0" in warned
 
 
+# ================================================================================================ unattended
+def test_deploy_entries_start_and_restart_the_bridge(tmp_path):
+    """deploy/: systemd Restart=always (and a syntax check with systemd-analyze where present), Task Scheduler at
+    logon with restart on failure, launchd KeepAlive; all run `emotion-bridge run`."""
+    import plistlib
+    import xml.etree.ElementTree as ET
+
+    d = ROOT / "deploy"
+    unit = (d / "emotion-bridge.service").read_text()
+    kv = dict(ln.split("=", 1) for ln in unit.splitlines() if "=" in ln and not ln.lstrip().startswith("#"))
+    assert kv["Restart"] == "always" and kv["StartLimitIntervalSec"] == "0" and kv["KillSignal"] == "SIGTERM"
+    assert " run " in kv["ExecStart"] and kv["ExecStart"].split()[0].endswith("/emotion-bridge")
+    if shutil.which("systemd-analyze"):
+        t = tmp_path / "eb.service"
+        t.write_text(unit.replace(kv["ExecStart"], "/bin/true").replace(kv["WorkingDirectory"], str(tmp_path)))
+        r = subprocess.run(["systemd-analyze", "verify", str(t)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
+    task = ET.parse(d / "windows" / "emotion-bridge-task.xml").getroot()
+    assert task.find("t:Triggers/t:LogonTrigger/t:Enabled", ns).text == "true"
+    assert int(task.find("t:Settings/t:RestartOnFailure/t:Count", ns).text) >= 100
+    assert task.find("t:Settings/t:ExecutionTimeLimit", ns).text == "PT0S"
+    assert task.find("t:Settings/t:MultipleInstancesPolicy", ns).text == "IgnoreNew"
+    assert task.find("t:Actions/t:Exec/t:Command", ns).text.endswith("emotion-bridge.exe")
+    assert task.find("t:Actions/t:Exec/t:Arguments", ns).text.startswith("run ")
+    assert "Register-ScheduledTask" in (d / "windows" / "install.ps1").read_text()
+    pl = plistlib.loads((d / "macos" / "org.emotionbridge.plist").read_bytes())
+    assert pl["KeepAlive"] is True and pl["RunAtLoad"] is True and pl["ProgramArguments"][1] == "run"
+    assert all(x in (d / "README.md").read_text() for x in ("systemctl --user", "install.ps1", "launchctl"))
+
+
 # ================================================================================================ soak
 def test_short_soak(tmp_path):
-    """benchmarks/soak.py for ~20 s: full bridge at max speed on looping files; RSS, threads, buffers, outputs."""
+    """benchmarks/soak.py for ~20 s: full bridge at max speed on looping files; RSS, threads, buffers, outputs,
+    and a WebSocket client that connects and never reads (it must be dropped)."""
     out = tmp_path / "soak.json"
     env = {**os.environ, "BRIDGE_FACE_MODEL": _face_model()}
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--hours", "1", "--max-wall-s", "16",
-                        "--sample-s", "2", "--warmup-s", "6", "--stalled-every", "5", "--quiet", "--out", str(out),
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--hours", "1", "--max-wall-s", "15",
+                        "--sample-s", "1", "--warmup-s", "5", "--stalled-every", "10", "--quiet", "--out", str(out),
                         "--max-growth", "0.05"], capture_output=True, text=True, timeout=120, env=env)
     assert out.is_file(), p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())

@@ -10,11 +10,13 @@
 * :func:`iter_audio_file` -- the deterministic offline path: blocks with ``t_capture = sample_index / 16000``.
 * :func:`open_audio` -- picks one from ``AudioConfig.source``; :func:`list_devices` -- inputs and cameras.
 
-Capture timestamps: for a block the callback computes ``now() - (currentTime - inputBufferAdcTime)``; host APIs
-that report 0 or implausible times (the ALSA ``pulse`` plugin reports ~0.5 s at start-up and ~0 at 48 kHz) fall
-back to ``now() - len/sr``. The consumer then keeps a contiguous sample timeline per stream and slews it by 5% of
-the error towards those raw values (re-anchoring on a jump > 0.2 s), so ``t_capture`` is smooth, strictly
-increasing, and stays on the process clock even if the device clock drifts.
+Capture timestamps: for a block the callback computes ``now() - (currentTime - inputBufferAdcTime)``; during the
+first 0.5 s of a stream, and when the host API reports 0 or an implausible delay (outside one block .. stream
+latency + one block; the ALSA ``pulse`` plugin reports ~0.5 s at start-up and ~0 at 48 kHz), it falls back to
+``now() - len/sr``. The consumer then puts the blocks on a contiguous sample timeline whose anchor is the
+running minimum of those raw times (callbacks can run late, never early; see :meth:`MicrophoneSource._consume`),
+so ``t_capture`` is smooth, strictly increasing, never in the future, immune to scheduling jitter, and follows
+a drifting device clock.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import math
 import os
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -175,14 +178,15 @@ def list_devices() -> dict:
 class _StreamState:
     """Written by the PortAudio callback of one opened stream, read by the supervisor."""
 
-    __slots__ = ("gen", "sr", "channels", "max_delay", "last_cb", "callbacks", "overflows", "underflows",
-                 "bad_run", "exc", "seq")
+    __slots__ = ("gen", "sr", "channels", "max_delay", "settle_blocks", "last_cb", "callbacks", "overflows",
+                 "underflows", "bad_run", "exc", "seq")
 
     def __init__(self, gen: int, sr: int, channels: int):
         self.gen = gen
         self.sr = sr
         self.channels = channels
         self.max_delay = 0.5
+        self.settle_blocks = 0
         self.last_cb: float | None = None
         self.callbacks = 0
         self.overflows = 0
@@ -205,8 +209,8 @@ class MicrophoneSource(AudioSource):
     """
 
     kind = "microphone"
-    _TOL_S = 0.2  # timeline re-anchors when the raw timestamp disagrees by more than this
-    _SLEW = 0.05  # fraction of the raw-vs-timeline error corrected per block
+    _JUMP_S = 0.5  # a raw time this much later than the timeline re-anchors it (samples lost unreported)
+    _CREEP = 0.005  # the anchor may move later by 5 ms per second of audio (device clock slower than ours)
     _BAD_RUN_S = 1.0  # seconds of consecutive error-flagged callbacks that trigger a reopen
 
     def __init__(self, device: int | str | None = None, *, block_ms: float = 20.0, ring_seconds: float = 4.0,
@@ -234,8 +238,9 @@ class MicrophoneSource(AudioSource):
         # consumer-side state (read() thread only)
         self._c_gen = -1
         self._c_seq = -1
-        self._c_t = 0.0
-        self._c_n = 0
+        self._c_anchor = 0.0  # estimated capture time of the segment's first sample
+        self._c_pos = 0  # samples of the segment before the current block
+        self._c_n = 0  # samples of the previous block
         self._c_last_out = -math.inf
         self._rs = None
         self._n_in = 0
@@ -286,25 +291,34 @@ class MicrophoneSource(AudioSource):
         return out
 
     def _consume(self, item: tuple, out: list[AudioBlock]) -> None:
-        gen, seq, sr, t_raw, x = item
+        """Timestamp one ring block on a contiguous sample timeline, resample it, append the result to ``out``.
+
+        Every block gives ``est = t_raw - samples_before/sr``, an estimate of the segment's start time. Late
+        callbacks (scheduling jitter, bursts after the process was starved) only ever make ``est`` *later*, so
+        the anchor is the running minimum of ``est``, allowed to creep later by ``_CREEP`` to follow a device
+        clock that runs slow. A new stream, a ring overflow (sequence gap) or a PortAudio input overflow starts
+        a new segment; so does ``est`` jumping more than ``_JUMP_S`` past the anchor.
+        """
+        gen, seq, sr, t_raw, overflow, x = item
         n = len(x)
-        contiguous = gen == self._c_gen and seq == self._c_seq + 1
-        if contiguous:
-            expected = self._c_t + self._c_n / sr
-            err = t_raw - expected
-            t = expected + self._SLEW * err if abs(err) <= self._TOL_S else t_raw
+        if gen == self._c_gen and seq == self._c_seq + 1 and not overflow:
+            self._c_pos += self._c_n
+            est = t_raw - self._c_pos / sr
+            relaxed = self._c_anchor + self._CREEP * self._c_n / sr
+            self._c_anchor = est if est - relaxed > self._JUMP_S else min(relaxed, est)
         else:
-            t = t_raw
             if self._c_gen >= 0:
-                log.debug("%s: audio discontinuity (stream %d seq %d -> stream %d seq %d)", self.name,
-                          self._c_gen, self._c_seq, gen, seq)
+                log.debug("%s: audio discontinuity (stream %d seq %d -> stream %d seq %d%s)", self.name,
+                          self._c_gen, self._c_seq, gen, seq, ", input overflow" if overflow else "")
+            self._c_anchor, self._c_pos = t_raw, 0
             self._rs = None
             self._n_in = self._n_out = 0
             if sr != SR:
                 import soxr
 
                 self._rs = soxr.ResampleStream(sr, SR, 1, dtype="float32")
-        self._c_gen, self._c_seq, self._c_t, self._c_n = gen, seq, t, n
+        self._c_gen, self._c_seq, self._c_n = gen, seq, n
+        t = self._c_anchor + self._c_pos / sr
         if self._rs is None:
             y, t_out = x, t
         else:
@@ -334,7 +348,7 @@ class MicrophoneSource(AudioSource):
             "dropped": self._ring_drops,
             "device": self._device_desc or self._describe_device(),
             "device_samplerate": self._opened_sr,
-            "buffered_s": round(sum(len(i[4]) / i[2] for i in list(self._ring)), 3),
+            "buffered_s": round(sum(len(i[5]) / i[2] for i in list(self._ring)), 3),
             "last_data_age_s": None if st is None or st.last_cb is None else round(now() - st.last_cb, 3),
         }
 
@@ -393,8 +407,8 @@ class MicrophoneSource(AudioSource):
             return SR
         except (sd.PortAudioError, ValueError):
             rate = int(round(float(info["default_samplerate"]))) or 48000
-            log.info("%s: %s does not do %d Hz; capturing at %d Hz and resampling", self.name, info["name"], SR,
-                     rate)
+            log.debug("%s: %s does not take %d Hz; opening at %d Hz and resampling", self.name, info["name"], SR,
+                      rate)
             return rate
 
     def _open_stream(self, sd):
@@ -422,7 +436,8 @@ class MicrophoneSource(AudioSource):
             except sd.PortAudioError:
                 stream.close(ignore_errors=True)
                 raise
-        st.max_delay = float(stream.latency) + 2.0 * blocksize / sr + 0.1
+        st.max_delay = float(stream.latency) + blocksize / sr + 0.02
+        st.settle_blocks = int(math.ceil(0.5 * sr / blocksize))
         self._state = st
         self._opened_sr = sr
         self._device_desc = f"[{stream.device}] {info['name']}"
@@ -441,11 +456,13 @@ class MicrophoneSource(AudioSource):
                 x = indata[:, 0].copy() if channels == 1 else indata.mean(axis=1, dtype=np.float32)
                 dur = frames / sr
                 delay = time_info.currentTime - time_info.inputBufferAdcTime
-                if not (dur - 0.002 <= delay <= st.max_delay):  # 0, garbage, NaN: fall back
+                # 0, NaN, garbage (some host APIs report nonsense while the stream settles): fall back to the
+                # upper bound "captured no later than one block before now"
+                if st.callbacks < st.settle_blocks or not (dur - 0.002 <= delay <= st.max_delay):
                     delay = dur
                 if len(ring) >= ring.maxlen:
                     self._ring_drops += 1
-                ring.append((gen, st.seq, sr, t_cb - delay, x))
+                ring.append((gen, st.seq, sr, t_cb - delay, bool(status and status.input_overflow), x))
                 st.seq += 1
                 st.callbacks += 1
                 st.last_cb = t_cb
@@ -560,7 +577,11 @@ def _librosa_load(p: str) -> np.ndarray:
     try:
         import librosa
 
-        y, _ = librosa.load(p, sr=SR, mono=True)
+        with warnings.catch_warnings():  # "PySoundFile failed. Trying audioread", audioread deprecations
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            y, _ = librosa.load(p, sr=SR, mono=True)
     except Exception as e:  # noqa: BLE001 - librosa/audioread raise many unrelated types
         raise CaptureError(f"cannot decode audio file {p}: {type(e).__name__}: {e}") from e
     return np.ascontiguousarray(y, dtype=np.float32)

@@ -519,7 +519,7 @@ class FileVideoSource(VideoSource):
         d = self._slot.stats()
         d.update(path=self.path, speed=self.speed, loop=self.loop, loops=self._loops,
                  fps=round(self._slot.fps(), 2))
-        if self.ended:
+        if self.ended and self.status == "ok":  # the last frame was just taken
             d["status"] = "ended"
         return d
 
@@ -598,10 +598,11 @@ def list_cameras(max_index: int = 10, budget_s: float = 4.0) -> list[dict]:
             try:
                 if cap.isOpened():
                     ok, img = cap.read()
+                    ok = bool(ok) and img is not None
                     found.append({
                         "index": i,
-                        "width": int(img.shape[1]) if ok and img is not None else int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                        "height": int(img.shape[0]) if ok and img is not None else int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                        "width": int(img.shape[1]) if ok else int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                        "height": int(img.shape[0]) if ok else int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
                         "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
                         "backend": cap.getBackendName(),
                         "readable": bool(ok),

@@ -137,7 +137,7 @@ class AudioFeatures:
         """Vectorised YIN on (n, yin_len) frames -> (f0 Hz or 0, periodicity in [0, 1])."""
         w = self.yin_len // 2
         x = frames.astype(np.float64)
-        nfft = 2 * self.yin_len
+        nfft = self.yin_len  # enough: lags < w and j < w never reach past 2w = yin_len, so nothing wraps around
         fx = np.fft.rfft(x, nfft, axis=1)
         fw = np.fft.rfft(x[:, :w], nfft, axis=1)
         corr = np.fft.irfft(fx * np.conj(fw), nfft, axis=1)[:, : w]  # sum_j x[j] x[j+tau], j < w
@@ -155,13 +155,13 @@ class AudioFeatures:
         below = seg < 0.15
         # first dip below threshold, then walk to its local minimum; else global minimum
         first = np.where(below.any(axis=1), below.argmax(axis=1), seg.argmin(axis=1))
-        tau = first.copy()
-        for _ in range(hi - lo):  # bounded walk downhill
-            nxt = np.minimum(tau + 1, seg.shape[1] - 1)
-            move = seg[np.arange(len(seg)), nxt] < seg[np.arange(len(seg)), tau]
-            if not move.any():
-                break
-            tau = np.where(move, nxt, tau)
+        # walk downhill from there: the first tau >= first whose successor is not lower (the last one if the
+        # curve keeps falling) -- in one vectorised step, not a Python loop of up to hi - lo iterations
+        m = seg.shape[1]
+        stop = np.ones(seg.shape, bool)
+        stop[:, :-1] = seg[:, 1:] >= seg[:, :-1]
+        stop &= np.arange(m)[None, :] >= first[:, None]
+        tau = stop.argmax(axis=1)
         val = seg[np.arange(len(seg)), tau]
         t = tau + lo
         # parabolic interpolation
@@ -172,7 +172,10 @@ class AudioFeatures:
         shift = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
         period = t + np.clip(shift, -1, 1)
         periodicity = np.clip(1.0 - val, 0.0, 1.0)
-        silent = energy0[:, 0] < 1e-6 * w
+        # silent, or no AC energy (a constant/DC input makes d(tau) = 0 at every lag: "perfectly periodic")
+        head = x[:, :w]
+        ac_energy = ((head - head.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        silent = (energy0[:, 0] < 1e-6 * w) | (ac_energy < 1e-6 * w)
         f0 = np.where((periodicity > 0.5) & ~silent, self.sr / period, 0.0)
         periodicity = np.where(silent, 0.0, periodicity)
         return f0.astype(np.float32), periodicity.astype(np.float32)
@@ -242,8 +245,11 @@ class AudioFeatures:
             st = 12.0 * np.log2(np.maximum(rows[voiced, self.i_f0], 1.0) / 100.0)
             tv = t[voiced]
             p_mu, p_sd = st.mean(), st.std()
-            p_sl = float(np.polyfit(tv, st, 1)[0]) if np.ptp(tv) > 0 else 0.0
-            p_rng = float(np.percentile(st, 90) - np.percentile(st, 10))
+            tc = tv - tv.mean()
+            ttv = float(tc @ tc)
+            p_sl = float(tc @ (st - p_mu)) / ttv if ttv > 0 else 0.0  # least-squares slope (as polyfit, cheaper)
+            q10, q90 = np.percentile(st, [10, 90])
+            p_rng = float(q90 - q10)
         else:
             p_mu = p_sd = p_sl = p_rng = 0.0
         sp = rows[:, [self.i_cent, self.i_flux, self.i_zcr]]

@@ -8,7 +8,9 @@ is fed by the live landmarker, by video files and by the synthetic face evidence
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -152,8 +154,19 @@ class FaceTracker:
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
         return FaceObservation(t_capture, True, bs, pose, size, lm)
 
-    def close(self) -> None:
-        self._landmarker.close()
+    def close(self, timeout: float = 1.0) -> None:
+        """Release the landmarker, waiting at most ``timeout`` seconds. MediaPipe's own close() also uploads the
+        library's usage metrics to play.googleapis.com; where a DNS server does not answer, that lookup alone
+        takes 5-10 s, so close() runs in a daemon thread and is left behind if it takes longer."""
+        lm, self._landmarker = self._landmarker, None
+        if lm is None:
+            return
+        t = threading.Thread(target=lm.close, name="face-landmarker-close", daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            logging.getLogger(__name__).info("MediaPipe FaceLandmarker.close() still busy after %.1f s (its usage "
+                                             "metrics upload waits for the network); not waiting for it", timeout)
 
 
 def sanitize_frame(image) -> np.ndarray | None:
@@ -165,7 +178,9 @@ def sanitize_frame(image) -> np.ndarray | None:
     img = np.asarray(image)
     if img.size == 0 or img.ndim not in (2, 3):
         return None
-    if img.dtype != np.uint8:
+    if img.dtype == np.uint16:  # 16-bit cameras: keep the top 8 bits (as the capture layer does), not a clip
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
         if img.dtype.kind == "f":
             img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
             img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255)

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
 
 URL = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"
@@ -49,10 +50,9 @@ def verify(path: Path) -> None:
         raise FaceModelError(f"face model not found: {path}")
     digest = sha256(path)
     if digest != SHA256:
-        head = path.read_bytes()[:64]
-        if b"PK" not in head:
-            raise FaceModelError(f"{path} is not a MediaPipe .task bundle (corrupt or an HTML error page?). "
-                                 f"Delete it and run `emotion-bridge models --fetch`.")
+        if not zipfile.is_zipfile(path):  # a .task is a zip; a truncated one has no central directory
+            raise FaceModelError(f"{path} is not a MediaPipe .task bundle (truncated, corrupt or an HTML error "
+                                 f"page?). Delete it and run `emotion-bridge models --fetch`.")
 
 
 def resolve(config_path: str | None = None, download: bool = True) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -166,6 +167,13 @@ def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
         if actual != expected:
             raise WeightsError(f"{p} does not match its checksum in {sidecar.name} (expected {expected[:12]}…, "
                                f"got {actual[:12]}…): the file is corrupt or was replaced. Re-download or retrain.")
+    try:  # torch files are zip archives with a CRC-32 per entry; torch.load itself does not check them
+        bad = zipfile.ZipFile(p).testzip() if zipfile.is_zipfile(p) else None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        bad = f"({type(e).__name__}: {e})"
+    if bad:
+        raise WeightsError(f"{p} is corrupt (checksum error in {bad}): the file was damaged on disk or in transfer. "
+                           f"Re-download or retrain.")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for corrupt/truncated/unsafe files
@@ -173,12 +181,18 @@ def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
                            f"The file is corrupt, truncated or not an emotion-bridge weights file.") from None
     if not isinstance(blob, dict) or blob.get("format") != "emotion-bridge-weights/1":
         raise WeightsError(f"{p} is not an emotion-bridge weights file (format tag missing).")
-    arch, meta = blob["arch"], blob["meta"]
-    if list(meta.get("labels", [])) != list(LABELS):
-        raise WeightsError(f"{p} was trained for labels {meta.get('labels')}, this bridge uses {list(LABELS)}.")
-    net = AffectNet(**arch)
     try:
+        arch, meta = blob["arch"], blob["meta"]
+        labels = meta.get("labels", [])
+    except (KeyError, TypeError, AttributeError) as e:  # the right tag, but not the content it promises
+        raise WeightsError(f"{p} is an incomplete or damaged emotion-bridge weights file ({type(e).__name__}: "
+                           f"{e}). Re-download or retrain.") from None
+    if not isinstance(labels, (list, tuple)) or list(labels) != list(LABELS):
+        raise WeightsError(f"{p} was trained for labels {meta.get('labels')}, this bridge uses {list(LABELS)}.")
+    try:
+        net = AffectNet(**arch)
         net.load_state_dict(blob["state_dict"])
-    except RuntimeError as e:
-        raise WeightsError(f"{p}: weights do not fit the model architecture: {str(e)[:300]}") from None
+    except (RuntimeError, TypeError, ValueError, KeyError) as e:
+        raise WeightsError(f"{p}: weights do not fit the model architecture: {type(e).__name__}: "
+                           f"{str(e)[:300]}") from None
     return net.eval(), meta

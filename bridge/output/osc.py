@@ -7,8 +7,10 @@ sending goes on, so the patch picks the stream up again as soon as it listens.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import threading
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -50,14 +52,30 @@ def parse_target(t: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK = ("127.0.0.1", "::1")
 
 
 def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 class OscSender:
+    """``targets``: ``HOST:PORT`` strings. IP addresses are used as they are; host names are looked up by a
+    background thread (again every ``RESOLVE_EVERY_S``, every ``RETRY_S`` while one fails), never on the tick: a
+    DNS server or an mDNS name (``td-pc.local``) that does not answer would otherwise block every send for
+    seconds. Sends to a name not resolved (yet) count as errors."""
+
+    RESOLVE_EVERY_S = 30.0
+    RETRY_S = 5.0
+
     def __init__(self, targets: list[str]):
         self.targets = [parse_target(t) for t in targets]
         self._socks: dict[int, socket.socket] = {}
@@ -65,14 +83,47 @@ class OscSender:
         self.errors = 0
         self.last_error = ""
         self._target_errors: dict[tuple[str, int], str] = {}
+        self._addrs: dict[tuple[str, int], tuple[int, tuple] | None] = {}
+        names = []
+        for host, port in self.targets:
+            ip = "127.0.0.1" if host == "localhost" else host
+            if _is_ip(ip):
+                self._addrs[(host, port)] = (_family(ip), (ip, port))
+            else:
+                self._addrs[(host, port)] = None
+                names.append((host, port))
+        self._has_names = bool(names)
+        self._stop = threading.Event()
+        if names:
+            threading.Thread(target=self._resolve_loop, args=(names,), name="osc-resolve", daemon=True).start()
+
+    def _resolve_loop(self, names: list[tuple[str, int]]) -> None:
+        while not self._stop.is_set():
+            ok = True
+            for host, port in names:
+                try:
+                    fam, _, _, _, sa = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+                    self._addrs[(host, port)] = (fam, sa)
+                except (OSError, IndexError, UnicodeError) as e:  # keeps the last good address, if any
+                    ok = False
+                    self._note_error(host, port, f"cannot resolve {host}: {e}")
+                if self._stop.is_set():
+                    return
+            self._stop.wait(self.RESOLVE_EVERY_S if ok else self.RETRY_S)
+
+    def _note_error(self, host: str, port: int, msg: str) -> None:
+        if self._target_errors.get((host, port)) != msg:  # once per target and error: no log flood
+            log.warning("OSC send to %s:%d failed: %s (will keep trying)", host, port, msg)
+            self._target_errors[(host, port)] = msg
+        self.last_error = msg
 
     def _sock(self, family: int) -> socket.socket:
         s = self._socks.get(family)
         if s is None:
             s = socket.socket(family, socket.SOCK_DGRAM)
             s.setblocking(False)
-            hosts = [h for h, _ in self.targets if _family(h) == family]
-            if hosts and all(h in _LOOPBACK for h in hosts):
+            ips = [a[1][0] for a in self._addrs.values() if a is not None and a[0] == family]
+            if not self._has_names and ips and all(ip in _LOOPBACK for ip in ips):
                 # bound explicitly to loopback: otherwise the first sendto binds it to 0.0.0.0 (all interfaces)
                 s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
             self._socks[family] = s
@@ -80,15 +131,16 @@ class OscSender:
 
     def send_bytes(self, data: bytes) -> None:
         for host, port in self.targets:
+            addr = self._addrs.get((host, port))
+            if addr is None:  # a name not resolved (yet): the resolver thread logs why
+                self.errors += 1
+                continue
             try:
-                self._sock(_family(host)).sendto(data, (host, port))
+                self._sock(addr[0]).sendto(data, addr[1])
                 self.sent += 1
             except OSError as e:  # refused, unreachable, buffer full: count and carry on
                 self.errors += 1
-                if self._target_errors.get((host, port)) != str(e):  # once per target and error: no log flood
-                    log.warning("OSC send to %s:%d failed: %s (will keep trying)", host, port, e)
-                    self._target_errors[(host, port)] = str(e)
-                self.last_error = str(e)
+                self._note_error(host, port, str(e))
 
     def send_state(self, state: AffectState, fps: float, latency_ms: float,
                    blendshapes: dict[str, float] | None = None, changed: str | None = None) -> None:
@@ -98,6 +150,7 @@ class OscSender:
         self.send_bytes(_msg(OSC_HEALTH.address, text).dgram)
 
     def close(self) -> None:
+        self._stop.set()
         for s in self._socks.values():
             s.close()
         self._socks.clear()
