@@ -37,7 +37,7 @@ def test_incremental_mfcc_matches_librosa(speech):
     rows = af.frame_rows()  # the last window_s of frames
     got = rows[:, af.sl_mfcc]
     assert np.abs(got - ref[-len(got):]).max() < MFCC_TOLERANCE
-    assert np.abs(rows[:, af.sl_logmel] - librosa.power_to_db(ref_mel, top_db=None).T[-len(got):]).max() < 1e-3
+    assert np.abs(rows[:, af.sl_logmel] - librosa.power_to_db(ref_mel, top_db=None).T[-len(got):]).max() < 5e-3  # dB
 
 
 @pytest.mark.parametrize("block", [1, 160, 320, 441, 1024, 16000])
