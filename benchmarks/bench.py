@@ -1165,7 +1165,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("_bridge", "_receiver", "_clients"):
         spec = json.loads(argv[1])
         {"_bridge": child_bridge, "_receiver": child_receiver, "_clients": child_clients}[argv[0]](spec)
-        return 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # results are written; skip interpreter teardown (MediaPipe's exit handlers can take seconds)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short durations (under two minutes in all)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")

@@ -687,7 +687,7 @@ def test_signal_shutdown_is_prompt_and_clean(sig, weights, face_video, speech_wa
         osc_warnings = text.count("OSC send to")
         assert osc_warnings <= 6, f"{osc_warnings} OSC warnings in a few seconds: the log floods"
         if netns:
-            assert "Network is unreachable" in text and "cannot resolve td-machine.example" in text
+            assert "Network is unreachable" in text  # (the name's lookup is still hanging when the bridge stops)
             # a lookup takes 6 s here; on the tick it would allow one state per lookup
             assert n_before - n_mid >= 10, f"only {n_before - n_mid} states in 1.5 s: sends wait for DNS"
     if sig == "SIGTERM" and netns:
