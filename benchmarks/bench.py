@@ -157,6 +157,16 @@ def weights_path(workdir: Path, weights: str | None) -> tuple[str | None, str]:
     return str(p), "RANDOM weights of the default architecture (packaged weights missing; timing is the same)"
 
 
+def _machine_busy() -> float:
+    """CPU seconds all processes have used so far (every core), or NaN without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def face_model_path(face_model: str | None) -> str:
     from bridge.features import face_model as fm
 
@@ -342,12 +352,14 @@ def child_bridge(spec: dict) -> None:
         time.sleep(spec["warmup_s"])
         names = _thread_names()
         c0, th0, st0 = proc.cpu_times(), _thread_cpu(proc, names), dict(bridge.stage_s)
+        sys0 = psutil.cpu_times()
         f0, p0, n_calls0, w0 = bridge.face_frames, bridge.hub.published, len(calls), time.perf_counter()
         nf0, nt0 = len(face_ev), len(tick_ev)
         t_start_wall = time.time()
         time.sleep(spec["bridge_s"])
         names = _thread_names()
         c1, th1, st1 = proc.cpu_times(), _thread_cpu(proc, names), dict(bridge.stage_s)
+        sys1 = psutil.cpu_times()
         f1, p1, w1 = bridge.face_frames, bridge.hub.published, time.perf_counter()
         t_end_wall = time.time()
         health = bridge.health()
@@ -361,9 +373,11 @@ def child_bridge(spec: dict) -> None:
     floor_after = _floor(loop_frames, spec["face_model"], 1_000, raw_first=False)
     wall = w1 - w0
     cpu = (c1.user + c1.system) - (c0.user + c0.system)
+    busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0.0)  # noqa: E731
+    machine_busy = busy(sys1) - busy(sys0)
     threads = {k: th1.get(k, 0.0) - th0.get(k, 0.0) for k in set(th0) | set(th1)}
     out = {
-        "wall_s": wall, "cpu_s": cpu, "t_start_wall": t_start_wall, "t_end_wall": t_end_wall,
+        "wall_s": wall, "cpu_s": cpu, "machine_busy_s": machine_busy, "t_start_wall": t_start_wall, "t_end_wall": t_end_wall,
         "face_frames": f1 - f0, "published": p1 - p0, "threads_cpu_s": threads,
         "stage_s": {k: st1[k] - st0.get(k, 0.0) for k in st1},
         "face_calls_s": face_calls, "self_latency_ms": lat_self, "parts_ms": parts,
@@ -543,6 +557,8 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         "stage_ms_per_state": {k: 1000.0 * v / max(1, b["published"]) for k, v in b["stage_s"].items()},
         "states_per_s": b["published"] / wall, "face_frames_per_s": b["face_frames"] / wall,
         "measured_wall_s": wall,
+        "machine_busy_pct_of_all_cores": 100.0 * b["machine_busy_s"] / wall / ncpu,
+        "others_busy_pct_of_all_cores": 100.0 * (b["machine_busy_s"] - b["cpu_s"]) / wall / ncpu,
     }
     return {"wire": res_wire, "cpu": res_cpu}
 
@@ -921,6 +937,7 @@ def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str
         if not any(n in sel for n in names):
             return
         say(msg)
+        b0, w0 = _machine_busy(), time.perf_counter()
         try:
             r = fn()
         except Exception as e:  # noqa: BLE001 - one section failing must not lose the others
@@ -928,6 +945,9 @@ def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str
                 if n in sel:
                     res["errors"][n] = f"{type(e).__name__}: {e}"
             return
+        finally:
+            busy = (_machine_busy() - b0) / max(1e-9, time.perf_counter() - w0) / (os.cpu_count() or 1) * 100
+            res["machine"].setdefault("busy_pct_during", {})["+".join(names)] = round(busy, 1)
         for n in names:
             if n in sel:
                 res["sections"][n] = r[n] if len(names) > 1 else r
@@ -1016,6 +1036,8 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
         c = s["cpu"]
         rows.append(("cpu share", "whole bridge", f"{_f(c['pct_of_one_core'])} % of one core = "
                                                   f"{_f(c['pct_of_all_cores'])} % of {c['cores']} cores"))
+        rows.append(("cpu share", "machine meanwhile", f"{_f(c['machine_busy_pct_of_all_cores'])} % of all cores busy, "
+                                                       f"{_f(c['others_busy_pct_of_all_cores'])} % by other processes"))
         th = ", ".join(f"{k} {_f(v)}" for k, v in list(c["threads_pct_of_one_core"].items())[:7])
         rows.append(("cpu share", "per thread (% of a core)", th))
         st = ", ".join(f"{k} {_f(v)}" for k, v in c["stage_wall_pct_of_one_core"].items())
@@ -1110,7 +1132,9 @@ def markdown(res: dict) -> str:
         c = s["cpu"]
         out += [f"| CPU (% of one core) | value |", "|---|---|",
                 f"| whole bridge | **{_f(c['pct_of_one_core'])}** (= **{_f(c['pct_of_all_cores'])} %** of "
-                f"{c['cores']} cores) |"]
+                f"{c['cores']} cores) |",
+                f"| machine busy meanwhile (all processes, % of all cores) | {_f(c['machine_busy_pct_of_all_cores'])} "
+                f"(others than the bridge: {_f(c['others_busy_pct_of_all_cores'])}) |"]
         for k, v in c["threads_pct_of_one_core"].items():
             out.append(f"| thread `{k}` | {_f(v)} |")
         for k, v in c["stage_wall_pct_of_one_core"].items():
