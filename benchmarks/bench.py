@@ -173,9 +173,24 @@ def face_model_path(face_model: str | None) -> str:
     return str(fm.resolve(face_model))
 
 
-def _run_child(args: list[str], log: Path, timeout: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, cwd=str(ROOT))
+def _run_child(args: list[str], log: Path) -> subprocess.Popen:
+    """This file as a child process (``_bridge`` / ``_receiver`` / ``_clients``), output to ``log``."""
+    with open(log, "wb") as f:
+        return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], stdout=f,
+                                stderr=subprocess.STDOUT, cwd=str(ROOT))
+
+
+def _end(p: subprocess.Popen, grace: float = 10.0) -> None:
+    """Wait for a child we started; SIGTERM, then kill, if it does not finish."""
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _tail(p: Path, n: int = 3000) -> str:
@@ -234,10 +249,19 @@ def _floor(frames: list, model: str, start_ts_ms: int, raw_first: bool = True) -
     return {"raw_s": t_raw, "tracker_s": t_trk, "face_found": found}
 
 
+def _native_name(pid: int, tid: int) -> str:
+    """Threads Python does not know: MediaPipe's graph threads call themselves "drishti" (Linux /proc)."""
+    try:
+        comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+    except OSError:
+        return "native"
+    return "mediapipe-graph" if comm.startswith("drishti") else f"native ({comm})"
+
+
 def _thread_cpu(proc, names: dict[int, str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for t in proc.threads():
-        name = names.get(t.id, "native")
+        name = names.get(t.id) or _native_name(proc.pid, t.id)
         out[name] = out.get(name, 0.0) + t.user_time + t.system_time
     return out
 
@@ -480,26 +504,24 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         p.unlink(missing_ok=True)
     max_s = prof["bridge_s"] + prof["warmup_s"] + 4 * prof["floor_frames"] / FPS + 120
     rx_spec = {"ws_port": ws_port, "osc_port": osc_port, "out": str(rx_out), "ready": str(ready), "max_s": max_s}
-    rx = _run_child(["_receiver", json.dumps(rx_spec)], workdir / "receiver.log", max_s)
-    t_wait = time.monotonic() + 30
-    while not ready.exists():
-        if rx.poll() is not None or time.monotonic() > t_wait:
-            raise RuntimeError(f"receiver did not start:\n{_tail(workdir / 'receiver.log')}")
-        time.sleep(0.05)
-    br_spec = {"video": str(video), "audio": str(audio), "ws_port": ws_port, "osc_port": osc_port,
-               "face_model": face_model, "weights": weights, "warmup_s": prof["warmup_s"],
-               "bridge_s": prof["bridge_s"], "floor_frames": prof["floor_frames"], "out": str(br_out)}
-    br = _run_child(["_bridge", json.dumps(br_spec)], workdir / "bridge_child.log", max_s)
+    rx = _run_child(["_receiver", json.dumps(rx_spec)], workdir / "receiver.log")
     try:
-        rc = br.wait(timeout=max_s)
-    except subprocess.TimeoutExpired:
-        br.kill()
-        raise RuntimeError(f"bridge child timed out:\n{_tail(workdir / 'bridge_child.log')}") from None
-    try:
-        rx.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        rx.send_signal(signal.SIGTERM)
-        rx.wait(timeout=10)
+        t_wait = time.monotonic() + 30
+        while not ready.exists():
+            if rx.poll() is not None or time.monotonic() > t_wait:
+                raise RuntimeError(f"receiver did not start:\n{_tail(workdir / 'receiver.log')}")
+            time.sleep(0.05)
+        br_spec = {"video": str(video), "audio": str(audio), "ws_port": ws_port, "osc_port": osc_port,
+                   "face_model": face_model, "weights": weights, "warmup_s": prof["warmup_s"],
+                   "bridge_s": prof["bridge_s"], "floor_frames": prof["floor_frames"], "out": str(br_out)}
+        br = _run_child(["_bridge", json.dumps(br_spec)], workdir / "bridge_child.log")
+        try:
+            rc = br.wait(timeout=max_s)
+        except subprocess.TimeoutExpired:
+            _end(br, 0.1)
+            raise RuntimeError(f"bridge child timed out:\n{_tail(workdir / 'bridge_child.log')}") from None
+    finally:
+        _end(rx)  # it ends by itself when the bridge closes the WebSocket
     if rc != 0 or not br_out.exists():
         raise RuntimeError(f"bridge child failed (rc {rc}):\n{_tail(workdir / 'bridge_child.log')}")
     if not rx_out.exists():
@@ -692,7 +714,22 @@ def _feed(blocks: list[np.ndarray], sr: int, process, snapshot=None) -> None:
             next_tick += 1.0 / FPS
 
 
+def one_blas_thread():
+    """BLAS limited to one thread: OpenBLAS's own threads make librosa's whole-window matrix products several times
+    slower on a small shared machine (they spin), which would flatter us; our code runs on one thread anyway."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def bench_audio(prof: dict, workdir: Path) -> dict:
+    with one_blas_thread():
+        return _bench_audio(prof, workdir)
+
+
+def _bench_audio(prof: dict, workdir: Path) -> dict:
     from bridge.config import AudioConfig
     from bridge.features.audio import AudioFeatures
 
@@ -749,7 +786,8 @@ def bench_audio(prof: dict, workdir: Path) -> dict:
         "ratios_cpu": ratios,
         "opensmile_outputs": outputs,
         "notes": "CPU time of this process (openSMILE's own run thread included) per second of audio, fed as fast "
-                 "as possible in 20 ms blocks; ours and librosa produce a window vector at 30 Hz; "
+                 "as possible in 20 ms blocks, BLAS limited to one thread; ours and librosa produce a window "
+                 "vector at 30 Hz; "
                  "opensmile_lld = eGeMAPSv02 low-level descriptors (10 ms); opensmile_lld_func = LLDs + eGeMAPS "
                  "functionals over a sliding 1.5 s window every 1/30 s. Both through SMILEapi streaming.",
     }
@@ -757,6 +795,11 @@ def bench_audio(prof: dict, workdir: Path) -> dict:
 
 # ================================================================================================ 6: growth
 def bench_growth(prof: dict, workdir: Path) -> dict:
+    with one_blas_thread():
+        return _bench_growth(prof, workdir)
+
+
+def _bench_growth(prof: dict, workdir: Path) -> dict:
     from bridge.config import AudioConfig
     from bridge.features.audio import AudioFeatures
 
@@ -871,7 +914,7 @@ def bench_fanout(prof: dict, workdir: Path) -> dict:
         res_file = workdir / f"fanout_{n}.json"
         res_file.unlink(missing_ok=True)
         p = _run_child(["_clients", json.dumps({"port": hub.ws.port, "n": n, "out": str(res_file)})],
-                       workdir / f"fanout_{n}.log", 60)
+                       workdir / f"fanout_{n}.log")
         try:
             t_wait = time.monotonic() + 30
             while hub.ws.n_clients < n:
@@ -897,10 +940,7 @@ def bench_fanout(prof: dict, workdir: Path) -> dict:
             skipped = hub.ws.counters["skipped"]
         finally:
             hub.stop()
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+            _end(p, 30)
         per_client = json.loads(res_file.read_text())
         frac = [len(c) / k for c in per_client]
         out["clients"].append(n)
@@ -918,7 +958,7 @@ def bench_fanout(prof: dict, workdir: Path) -> dict:
 def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str] | None = None,
               face_model: str | None = None, weights: str | None = None, report: str | Path | None = None,
               workdir: str | Path | None = None, overrides: dict | None = None,
-              progress=None) -> dict:
+              progress=None, command: str | None = None) -> dict:
     """Run the selected sections; returns (and writes to ``out``) the results dict."""
     prof = dict(PROFILES["quick" if quick else "full"])
     prof.update(overrides or {})
@@ -930,7 +970,7 @@ def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str
     wd.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     res: dict = {"mode": "quick" if quick else "full", "profile": prof, "machine": machine_info(),
-                 "command": " ".join(sys.argv), "sections": {}, "errors": {}}
+                 "command": command or " ".join(sys.argv), "sections": {}, "errors": {}}
     t_all = time.perf_counter()
 
     def section(names: tuple[str, ...], msg: str, fn) -> None:
@@ -1205,7 +1245,8 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(json.loads(Path(a.markdown).read_text())))
         return 0
     only = [x.strip() for x in a.only.split(",") if x.strip()] or None
-    res = run_bench(a.quick, a.out, only, a.face_model, a.weights, a.report, a.workdir)
+    res = run_bench(a.quick, a.out, only, a.face_model, a.weights, a.report, a.workdir,
+                    command="python benchmarks/bench.py " + " ".join(argv))
     print_table(res)
     return 1 if res["errors"] else 0
 

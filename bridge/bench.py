@@ -32,10 +32,10 @@ def load() -> ModuleType:
 
 def run(quick: bool = False, out: str | None = None, only: list[str] | None = None, face_model: str | None = None,
         weights: str | None = None, report: str | None = None, workdir: str | None = None, progress=None,
-        overrides: dict | None = None) -> dict:
+        overrides: dict | None = None, command: str | None = None) -> dict:
     """Run the benchmark (sections ``only``, default all) and return the results; JSON to ``out`` if given."""
     return load().run_bench(quick=quick, out=out, only=only, face_model=face_model, weights=weights, report=report,
-                            workdir=workdir, progress=progress, overrides=overrides)
+                            workdir=workdir, progress=progress, overrides=overrides, command=command)
 
 
 def print_table(results: dict, console=None) -> None:

@@ -450,7 +450,8 @@ def bench(quick, out, only, face_model, weights, report):
         if unknown:
             _fail(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(b.sections())}")
         res = b.run(quick=quick, out=out, only=names, face_model=face_model, weights=weights, report=report,
-                    progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+                    progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+                    command="emotion-bridge " + " ".join(sys.argv[1:]))
     except b.BenchUnavailable as e:
         _fail(str(e))
     b.print_table(res, Console())

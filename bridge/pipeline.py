@@ -158,6 +158,8 @@ class Bridge:
             if not self._audio_was_lost:
                 self.engine.audio_lost()
                 self._audio_was_lost = True
+            if getattr(self.audio_src, "ended", False):
+                self._stop.wait(0.1)  # an ended file returns at once: without this wait the worker would spin
             return
         t0 = time.perf_counter()
         for b in blocks:
@@ -168,6 +170,8 @@ class Bridge:
     def _face_body(self) -> None:
         frame = self.video_src.wait_frame(timeout=0.1)
         if frame is None:
+            if getattr(self.video_src, "ended", False):
+                self._stop.wait(0.1)  # an ended file returns at once: without this wait the worker would spin
             return
         t0 = time.perf_counter()
         image = frame.image

@@ -35,6 +35,7 @@ from pythonosc.osc_message import OscMessage
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from bridge import clock
 from bridge.config import Config, load_config
 from bridge.features import face_model as fm
 from bridge.live import build_bridge
@@ -206,6 +207,7 @@ def base_overrides(weights: str, osc_port: int | None = None, **kw) -> dict:
 def running(cfg: Config):
     b = build_bridge(cfg)
     b.t_started = time.monotonic()  # file sources schedule their frames from here
+    b.t_started_wall = clock.to_wall(clock.now())  # the same instant on the wall clock of the messages
     b.start()
     try:
         yield b
@@ -244,34 +246,40 @@ def test_face_lost_then_video_ends_while_voice_keeps_flowing(weights, face_video
     cfg = load_config(None, base_overrides(weights, rx.port, **{
         "audio.source": str(speech_wav), "video.source": str(face_video_gap), "video.face_model": _face_model()}))
     with running(cfg) as b, WsClient(b.hub.ws.port) as ws:
-        t0 = b.t_started  # frame i is due at ~t0 + i/30 (realtime file source)
+        t0, w0 = b.t_started, b.t_started_wall  # frame i is due at ~t0 + i/30 (realtime file source)
         t_ended, h_end = ws.wait_for(lambda m: m["type"] == "health"
                                      and m["sources"]["video"]["status"] == "ended", 6, "video 'ended'")
         time.sleep(max(1.2, min(speech_s - 1.3, 6.0) - (time.monotonic() - t0)))
-        t_stop = time.monotonic()
+        v_stop = clock.wall_now() - w0
     rx.close()
-    states = ws.timed("state")
+    # judged on the states' own capture times (seconds into the video), not on when the client read them
+    states = ws.of("state")
+
+    def win(a: float, c: float) -> list[dict]:
+        return [m for m in states if a <= m["t_capture"] - w0 <= c]
+
     g0, g1 = FACE_GAP[0] / 30, FACE_GAP[1] / 30
-    before = in_window(states, t0 + 0.5, t0 + g0 - 0.05)
-    gap = in_window(states, t0 + g0 + 0.6, t0 + g1 - 0.05)  # black since g0; face stale after 0.5 s
-    back = in_window(states, t0 + g1 + 0.35, t0 + 2.95)
-    after_end = in_window(states, t_ended + 0.6, t_stop)
+    v_end = h_end["t"] - w0  # the health message saying "ended" was made at or after the end
+    before = win(0.5, g0 - 0.05)
+    gap = win(g0 + 0.6, g1 - 0.05)  # black since g0; a face is stale 0.5 s after it was last seen
+    back = win(g1 + 0.35, 2.95)
+    after_end = win(v_end + 0.6, v_stop)
     assert np.mean([s["face"]["present"] for s in before]) > 0.8
     assert gap and not any(s["face"]["present"] for s in gap), "face reported during black frames"
     assert np.mean([s["face"]["present"] for s in back]) > 0.6, "face not found again after the gap"
     assert after_end and not any(s["face"]["present"] for s in after_end)
     # states keep flowing on the voice path after the camera is gone (timer ticks at ~30 Hz)
-    assert len(after_end) >= 10 * (t_stop - t_ended - 0.6)
-    speech_window = in_window(states, t_ended + 0.3, t0 + speech_s - 1.2)
+    assert len(after_end) >= 10 * (v_stop - v_end - 0.6)
+    speech_window = win(v_end + 0.3, speech_s - 1.2)
     assert speech_window and any(s["voice"]["active"] for s in speech_window), "voice not detected after video end"
     assert all(s["voice"]["age_ms"] is not None for s in after_end)
     # health: camera fine during the gap (a missing face is not a camera fault), then "ended"; audio ok
-    gap_health = in_window(ws.timed("health"), t0 + g0 + 0.2, t0 + g1)
-    assert all(h["sources"]["video"]["status"] == "ok" for h in gap_health)
+    early = [h for h in ws.of("health") if h["t"] - w0 < 2.9]  # before the end, including the gap
+    assert early and all(h["sources"]["video"]["status"] == "ok" for h in early)
     assert h_end["sources"]["audio"]["status"] == "ok"
     health_has_counters(h_end)
     # OSC: /face/present 0 after the end, and /bridge/health JSON on OSC says "ended" too
-    osc_after = [bd["/face/present"] for t, bd in rx.bundles if t > t_ended + 0.6]
+    osc_after = [bd["/face/present"] for t, bd in rx.bundles if t > t_ended + 1.0]
     assert osc_after and max(osc_after) == 0
     assert any(h["sources"]["video"]["status"] == "ended" for _, h in rx.health)
     health_has_counters({**rx.health[-1][1], "type": "health"})
@@ -279,9 +287,46 @@ def test_face_lost_then_video_ends_while_voice_keeps_flowing(weights, face_video
     assert {m["type"] for _, m in ws.msgs} <= {"hello", "state", "event", "health", "ack"}
     assert max(len(json.dumps(m)) for _, m in ws.msgs) < 8000
     assert all(len(b) <= 40 for _, b in rx.bundles)  # ~25 addresses with one scalar each
-    RESULTS["face_gap"] = {"states_after_video_end_per_s": round(len(after_end) / (t_stop - t_ended - 0.6), 1),
+    RESULTS["face_gap"] = {"states_after_video_end_per_s": round(len(after_end) / (v_stop - v_end - 0.6), 1),
                            "voice_active_frac_after_end": round(float(np.mean(
                                [s["voice"]["active"] for s in speech_window])), 2)}
+
+
+def test_audio_file_ends_while_camera_continues(weights, face_video, tmp_path):
+    """The voice source (a 1 s file, non-loop) ends: health says "ended", voice evidence goes away, and the face
+    path and the state rate are unaffected (an ended file used to make its worker spin on the CPU: after a video
+    ended, states fell from 30 to ~4 per second)."""
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "short.wav", (0.3 * np.sign(np.sin(2 * np.pi * 150 * t))).astype(np.float32), 16000)
+    cfg = load_config(None, base_overrides(weights, None, **{
+        "audio.source": str(tmp_path / "short.wav"), "video.source": str(face_video), "video.face_model": _face_model()}))
+    cfg.sources.loop = False
+    with running(cfg) as b, WsClient(b.hub.ws.port) as ws:
+        w0 = b.t_started_wall
+        _, h = ws.wait_for(lambda m: m["type"] == "health" and m["sources"]["audio"]["status"] == "ended", 5,
+                           "audio 'ended'")
+        v_end = h["t"] - w0
+        # CPU time of the (now idle) audio worker thread over one second
+        tid = next(w.thread.native_id for w in b.workers if w.name == "audio")
+        me = psutil.Process()
+
+        def cpu_s() -> float:
+            return sum(t.user_time + t.system_time for t in me.threads() if t.id == tid)
+
+        c0, t_c0 = cpu_s(), time.monotonic()
+        time.sleep(1.5)
+        idle_cpu = (cpu_s() - c0) / (time.monotonic() - t_c0)
+        v_stop = clock.wall_now() - w0
+    after = [m for m in ws.of("state") if v_end + 0.2 <= m["t_capture"] - w0 <= v_stop]
+    assert len(after) >= 10 * (v_stop - v_end - 0.2), f"{len(after)} states in {v_stop - v_end - 0.2:.1f} s"
+    assert np.mean([m["face"]["present"] for m in after]) > 0.8
+    assert not any(m["voice"]["active"] for m in after) and all(m["voice"]["age_ms"] is None for m in after)
+    assert h["sources"]["video"]["status"] == "ok"
+    assert idle_cpu < 0.2, f"the audio worker burns {idle_cpu:.0%} of a core with nothing to do"
+    RESULTS["audio_file_ended"] = {"states_per_s_after": round(len(after) / (v_stop - v_end - 0.2), 1),
+                                   "idle_audio_worker_cpu": round(idle_cpu, 3)}
 
 
 def test_hung_ip_camera_reconnects_while_voice_continues(weights, face_video, speech_wav, mjpeg_server):
