@@ -12,7 +12,8 @@ Sections (``--only`` takes these names):
                child process and on the same frames, paced at 30 fps before and after the bridge phase: the bare
                MediaPipe FaceLandmarker call (``detect_for_video`` on a prepared image, VIDEO mode: the floor) and
                ``FaceTracker.process``. For a file source, capture time is when the pacing thread delivered the
-               frame (video) or when the block's last sample became due (audio).
+               frame (video) or when the block's last sample became due (audio). Timestamps inside the child split
+               the path into frame wait, face stage, hand-over to the ticker, tick and publish.
 ``cpu``        CPU share of that same bridge run: process CPU time over wall time (psutil), as % of one core and of
                all cores, plus per thread (audio, face, ticker, ...; MediaPipe's dispatcher and native threads
                apart) and the bridge's own ``stage_s`` (seconds spent per stage, wall).
@@ -21,7 +22,8 @@ Sections (``--only`` takes these names):
                recomputation of the same frame features every tick, and against openSMILE eGeMAPSv02 driven through
                its streaming API (SMILEapi ``cExternalAudioSource`` -> ``cExternalSink``, ``smile_run`` in its own
                thread), both as low-level descriptors only and with eGeMAPS functionals over a sliding 1.5 s window
-               every 1/30 s (what our snapshot computes). CPU seconds per second of audio; rounds interleaved.
+               every 1/30 s (what our snapshot computes). CPU seconds per second of audio; rounds interleaved;
+               BLAS limited to one thread (OpenBLAS's threads spin on a small machine and slow librosa down).
 ``smoothing``  LSTM vs per-window classifier raw / +EMA / +One-Euro (jitter, lag, UAR) from the training report
                (``artifacts/train/report.json``, section ``smoothing``).
 ``fanout``     WebSocket broadcast at 30 Hz through :class:`bridge.output.hub.OutputHub` in this process to 1, 10 and
@@ -397,11 +399,12 @@ def child_bridge(spec: dict) -> None:
     floor_after = _floor(loop_frames, spec["face_model"], 1_000, raw_first=False)
     wall = w1 - w0
     cpu = (c1.user + c1.system) - (c0.user + c0.system)
-    busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0.0)  # noqa: E731
-    machine_busy = busy(sys1) - busy(sys0)
+    machine_busy = (sum(sys1) - sys1.idle - getattr(sys1, "iowait", 0.0)) - (sum(sys0) - sys0.idle
+                                                                          - getattr(sys0, "iowait", 0.0))
     threads = {k: th1.get(k, 0.0) - th0.get(k, 0.0) for k in set(th0) | set(th1)}
     out = {
-        "wall_s": wall, "cpu_s": cpu, "machine_busy_s": machine_busy, "t_start_wall": t_start_wall, "t_end_wall": t_end_wall,
+        "wall_s": wall, "cpu_s": cpu, "machine_busy_s": machine_busy, "t_start_wall": t_start_wall,
+        "t_end_wall": t_end_wall,
         "face_frames": f1 - f0, "published": p1 - p0, "threads_cpu_s": threads,
         "stage_s": {k: st1[k] - st0.get(k, 0.0) for k in st1},
         "face_calls_s": face_calls, "self_latency_ms": lat_self, "parts_ms": parts,
