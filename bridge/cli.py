@@ -150,13 +150,7 @@ def run(config, duration, quiet, source, script, seed, preview, **kw):
                 _fail(str(e))
             raise
 
-    def _stop(signum, _frame):
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        bridge._stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _stop)
+    _stop_on_signals(bridge)
     bridge.start()
     status = None if quiet else _status_printer()
     window = None
@@ -193,6 +187,18 @@ def _exit_now(code: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def _stop_on_signals(bridge) -> None:
+    """SIGINT / SIGTERM ask the bridge to stop; the command's ``finally`` does the clean shutdown."""
+
+    def _stop(signum, _frame):
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        bridge._stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _stop)
 
 
 def _status_printer():
@@ -411,13 +417,7 @@ def replay(file, speed, loop, config, duration, quiet, **kw):
     except RecordingError as e:
         _fail(str(e))
 
-    def _stop(signum, _frame):
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        bridge._stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _stop)
+    _stop_on_signals(bridge)
     bridge.start()
     status = None if quiet or math.isinf(speed) else _status_printer()
     try:

@@ -59,7 +59,11 @@ def build_bridge(cfg: Config) -> Bridge:
     for m in missing:
         log.warning("running without %s", m)
 
-    bridge = Bridge(cfg, model, audio_src, video_src, tracker, hub=None)
+    return attach_outputs(Bridge(cfg, model, audio_src, video_src, tracker, hub=None), cfg)
+
+
+def attach_outputs(bridge: Bridge, cfg: Config) -> Bridge:
+    """Give a bridge (live, simulated or replay) its OutputHub, monitor page and OSC control server."""
     hub = OutputHub(cfg, on_command=bridge.handle_command)
     bridge.hub = hub
     extras = []

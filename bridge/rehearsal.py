@@ -368,25 +368,9 @@ class _NoModel:
 
 def _wire_outputs(bridge: Bridge, cfg: Config) -> Bridge:
     """The same outputs, monitor page and OSC control as :func:`bridge.live.build_bridge`."""
-    from bridge.output.hub import OutputHub, warn_if_exposed
+    from bridge.live import attach_outputs
 
-    bridge.hub = OutputHub(cfg, on_command=bridge.handle_command)
-    extras: list = []
-    if cfg.monitor.enabled:
-        try:
-            from bridge.monitor.server import MonitorServer
-
-            extras.append(MonitorServer(cfg.monitor.host, cfg.monitor.port, ws_port=cfg.websocket.port,
-                                        token=cfg.websocket.token))
-        except ImportError:
-            log.warning("browser monitor not available in this build")
-    if cfg.osc.control_port:
-        from bridge.output.control import OscControlServer
-
-        warn_if_exposed("OSC control", cfg.osc.control_host)
-        extras.append(OscControlServer(cfg.osc.control_host, cfg.osc.control_port, bridge.handle_command))
-    bridge.extras = extras
-    return bridge
+    return attach_outputs(bridge, cfg)
 
 
 class SimulatedBridge(Bridge):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge import bench
+from helpers import face_model_path as _face_model
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "artifacts" / "train" / "report.json"
@@ -23,17 +24,6 @@ TINY = {"bridge_s": 4.0, "warmup_s": 2.0, "floor_frames": 30, "audio_s": 2.0, "a
         "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0)}
 
 
-def _face_model() -> str:
-    from bridge.features import face_model as fm
-
-    try:
-        return str(fm.resolve(None, download=False))
-    except fm.FaceModelError:
-        from bridge.training.face_synth import DEFAULT_FACE_MODEL
-
-        if Path(DEFAULT_FACE_MODEL).is_file():
-            return DEFAULT_FACE_MODEL
-    pytest.skip("no MediaPipe face model available offline (set BRIDGE_FACE_MODEL)")
 
 
 def _report(tmp_path: Path) -> Path:

@@ -20,18 +20,12 @@ from pythonosc.osc_message import OscMessage
 from websockets.asyncio.client import connect
 
 import bridge
-from bridge.config import Config
+from helpers import free_port
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "bridge"]
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class OscReceiver(threading.Thread):

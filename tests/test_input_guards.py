@@ -40,18 +40,12 @@ from bridge.output import schema
 from bridge.output.control import PREFIX, OscControlServer, osc_to_command
 from bridge.output.osc import encode_state
 from bridge.pipeline import Bridge, process_files
+from helpers import face_model_path as _face_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ================================================================================================ fixtures
-def _face_model() -> str:
-    cands = [os.environ.get("BRIDGE_FACE_MODEL"), str(fm.cached_path()),
-             str(ROOT.parent / "shared" / "models" / "face_landmarker.task"), "/work/shared/models/face_landmarker.task"]
-    for c in cands:
-        if c and Path(c).is_file():
-            return c
-    pytest.skip("no MediaPipe face model (set BRIDGE_FACE_MODEL)")
 
 
 def _tiny(path: Path, hidden: int = 16) -> Path:

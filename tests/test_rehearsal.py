@@ -28,6 +28,7 @@ from bridge.engine import Hysteresis
 from bridge.labels import LABELS, va_target
 from bridge.rehearsal import (RandomPlan, ScriptError, ScriptPlan, SimulatedVisitor, build_simulated_bridge,
                               load_recording, load_script, parse_script, parse_speed)
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = [sys.executable, "-m", "bridge"]
@@ -40,12 +41,6 @@ segments:
 """
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class OscReceiver(threading.Thread):

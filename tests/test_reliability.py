@@ -37,10 +37,10 @@ from websockets.sync.client import connect as ws_connect
 
 from bridge import clock
 from bridge.config import Config, load_config
-from bridge.features import face_model as fm
 from bridge.live import build_bridge
 
 from conftest import FACE_GAP
+from helpers import free_port, face_model_path as _face_model
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,13 +60,6 @@ def _write_results():
         p.write_text(json.dumps({**old, **RESULTS}, indent=1))
 
 
-def _face_model() -> str:
-    cands = [os.environ.get("BRIDGE_FACE_MODEL"), str(fm.cached_path()),
-             str(ROOT.parent / "shared" / "models" / "face_landmarker.task"), "/work/shared/models/face_landmarker.task"]
-    for c in cands:
-        if c and Path(c).is_file():
-            return c
-    pytest.skip("no MediaPipe face model (set BRIDGE_FACE_MODEL)")
 
 
 @pytest.fixture(scope="session")
@@ -94,10 +87,6 @@ def weights(tmp_path_factory) -> str:
     return str(p)
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OscReceiver(threading.Thread):
