@@ -421,6 +421,33 @@ def test_osc_target_unreachable_websocket_keeps_flowing(weights, speech_wav):
     assert "name" in osc["last_error"].lower()
 
 
+def test_slow_ticks_keep_the_tick_rate_without_a_camera(weights, speech_wav):
+    """Without a camera the ticker runs on its own schedule. On a loaded machine a tick can take half a period;
+    the rate must stay at tick_hz (the ticker waits until the next deadline, not a whole period after the tick
+    ended, which gave 30 -> ~20 states/s) and nothing is skipped in the sequence."""
+    cfg = load_config(None, base_overrides(weights, None, **{
+        "audio.source": str(speech_wav), "sources.loop": True, "video.enabled": False}))
+    with running(cfg) as b, WsClient(b.hub.ws.port) as ws:
+        step = b.runtime.step
+
+        def slow_step(*a, **k):
+            time.sleep(0.5 / cfg.model.tick_hz)  # half a period of extra work per tick
+            return step(*a, **k)
+
+        b.runtime.step = slow_step
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        time.sleep(3.0)
+        t1 = time.monotonic()
+    states = ws.of("state", t0, t1)
+    rate = len(states) / (t1 - t0)
+    slow_rate = 1 / (1.5 / cfg.model.tick_hz)  # what waiting a whole period after each tick gives
+    assert rate > (slow_rate + cfg.model.tick_hz) / 2, f"{rate:.1f} states/s with slow ticks, tick_hz 30"
+    assert rate <= cfg.model.tick_hz * 1.1, f"{rate:.1f} states/s: faster than the tick rate"
+    assert [s["seq"] for s in states] == list(range(states[0]["seq"], states[0]["seq"] + len(states)))
+    RESULTS["slow_ticks"] = {"states_per_s": round(rate, 1), "extra_work_per_tick_ms": round(500 / cfg.model.tick_hz, 1)}
+
+
 def test_websocket_command_flood_does_not_slow_ticks(weights, speech_wav):
     """One client floods valid commands, then sends garbage of every kind; another sends a frame above the size
     limit; then the control port is flooded over OSC. The reading client's state rate stays at the tick rate,
