@@ -873,7 +873,7 @@ def bench_smoothing(report: Path) -> dict:
         out["lstm_jitter_over_window_raw"] = _ratio(rows["lstm"]["jitter"], rows["window"]["jitter"])
     for k in ("window+ema", "window+one_euro"):
         if "lstm" in rows and k in rows:
-            out[f"lstm_lag_minus_{k}_ticks"] = rows["lstm"]["lag_ticks_median"] - rows[k]["lag_ticks_median"]
+            out[f"lstm_lag_minus_{k}_ticks"] = rows["lstm"]["lag_ticks_mean"] - rows[k]["lag_ticks_mean"]
     return out
 
 
@@ -1095,8 +1095,8 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                                for k, v in a["ratios_cpu"].items())))
     if "smoothing" in s:
         for name, r in s["smoothing"]["rows"].items():
-            rows.append(("smoothing", name, f"jitter {_f(r['jitter'], 4)}  lag {_f(r['lag_ticks_median'], 1)} ticks "
-                                            f"({_f(r['lag_ms_median'], 0)} ms)  UAR {_f(r['uar'], 3)}"))
+            rows.append(("smoothing", name, f"jitter {_f(r['jitter'], 4)}  lag mean {_f(r['lag_ticks_mean'], 1)} / "
+                                            f"median {_f(r['lag_ticks_median'], 1)} ticks  UAR {_f(r['uar'], 3)}"))
     if "fanout" in s:
         f = s["fanout"]
         for i, n in enumerate(f["clients"]):

@@ -41,6 +41,50 @@ def test_step_equals_full_sequence(tmp_path):
     np.testing.assert_allclose(m.step(x[0, 0].numpy()).probs, torch.softmax(logits[0, 0], -1).numpy(), atol=1e-5)
 
 
+def _bursty(net, T=240, seed=1):
+    """Tick vectors with speech in bursts separated by pauses both shorter and longer than an utterance gap."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, T, net.in_dim, generator=g) * 3
+    x[..., -4:] = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    v = (torch.rand(2, T, generator=g) > 0.2).float()
+    v[:, 40:60] = 0  # a pause longer than utt_gap: a new utterance starts at 60
+    v[:, 100:104] = 0  # a short pause inside an utterance
+    x[..., net.audio_dim - 1] = v
+    return x, v
+
+
+def test_chunked_passes_equal_the_full_pass(tmp_path):
+    """Truncated-BPTT training and live ticking rely on the carried state: any chunking gives the same output."""
+    _, net = tiny(tmp_path)
+    net.eval()
+    x, _ = _bursty(net)
+    with torch.inference_mode():
+        full = net(x)[0]
+        state, outs = None, []
+        for a, b in [(0, 1), (1, 45), (45, 46), (46, 103), (103, 240)]:
+            logits, _, _, state = net(x[:, a:b], state)
+            outs.append(logits)
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_utterance_pooling_restarts_after_a_pause(tmp_path):
+    """The pooled mean is the mean of the speaker-relative features over the voiced ticks since the utterance
+    began; a pause of utt_gap ticks or more starts a new one, a shorter one does not; silence holds it."""
+    _, net = tiny(tmp_path)
+    x, v = _bursty(net)
+    with torch.inference_mode():
+        z = net.normalise(x)
+        rel, _ = net.adapt(z, x, None)
+        mean, std, _ = net.pool(rel, net.voiced(x), None)
+    r, vv = rel[0].numpy(), v[0].numpy() > 0
+    for t in (30, 50, 59, 80, 102, 150, 239):
+        begin = 60 if t >= 60 else 0
+        sel = np.where(vv[begin:t + 1])[0] + begin
+        np.testing.assert_allclose(mean[0, t].numpy(), r[sel].mean(0), atol=1e-4)
+        np.testing.assert_allclose(std[0, t].numpy(), np.sqrt(r[sel].var(0) + 1e-4), atol=1e-3)
+    assert net.utt_gap < 20 and net.utt_gap > 4
+
+
 def test_default_weights_ship_with_metadata():
     p = default_weights_path()
     assert p.is_file(), "the trained default weights must ship inside the package"

@@ -74,6 +74,22 @@ def test_smoothers_reduce_jitter_and_keep_a_distribution():
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not RAVDESS.is_dir(), reason="RAVDESS folder not available")
+def test_speed_perturbation_scales_pitch_and_duration():
+    """Training augmentation: a clip played 10 % faster is 10 % shorter and 10 % higher (a new voice)."""
+    from bridge.training.build import speed_perturb
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    y = np.sin(2 * np.pi * 200.0 * t).astype(np.float32)
+    for f in (0.9, 1.1):
+        z = speed_perturb(y, f)
+        assert abs(len(z) - sr / f) <= 2 and z.dtype == np.float32
+        spec = np.abs(np.fft.rfft(z * np.hanning(len(z))))
+        peak = np.argmax(spec) * sr / len(z)
+        assert abs(peak - 200.0 * f) < 2.0, peak
+    assert speed_perturb(y, 1.0) is y
+
+
 def test_small_training_run_end_to_end(tmp_path):
     """Two actors for training, one for validation, two epochs: the real trainer, cache, weights and report."""
     from bridge.training.train import TrainConfig, evaluate, train
@@ -91,7 +107,7 @@ def test_small_training_run_end_to_end(tmp_path):
 
     m = manifest(tmp_path / "m.csv", clips)
     out = tmp_path / "w.pt"
-    cfg = TrainConfig(data=str(m), out=str(out), epochs=2, chain_sets=1, chain_len=6, session_len=100,
+    cfg = TrainConfig(data=str(m), out=str(out), epochs=2, chain_sets=2, speed_perturb=0.1, chain_len=6, session_len=100,
                       workers=1, cache_dir=str(tmp_path / "cache"), artifacts=str(tmp_path / "art"), hidden=16)
     rep = train(cfg)
     net, meta = load_weights(out)
@@ -108,3 +124,12 @@ def test_small_training_run_end_to_end(tmp_path):
     assert res["n_clips"] == 15 and len(res["confusion"]) == len(LABELS) and "fresh_clips" in res
     assert (tmp_path / "eval" / "confusion.png").is_file()
     json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+
+
+def test_cli_train_defaults_are_the_trainer_defaults():
+    """`emotion-bridge train` with no options reproduces the shipped recipe (TrainConfig's defaults)."""
+    from bridge.cli import _TRAIN_DEFAULTS
+    from bridge.training.train import TrainConfig
+
+    cfg = TrainConfig(data="", out="")
+    assert {k: getattr(cfg, k) for k in _TRAIN_DEFAULTS} == _TRAIN_DEFAULTS

@@ -30,20 +30,28 @@ class WeightsError(RuntimeError):
 
 
 class AffectNet(nn.Module):
-    """Normalise -> speaker adaptation -> projection -> LSTM -> heads (labels, valence/arousal, confidence).
+    """Normalise -> speaker adaptation -> utterance pooling -> projection -> LSTM -> heads (labels,
+    valence/arousal, confidence).
 
     Speaker adaptation: voices differ more between people than between one person's emotions, so the audio
     features are also given relative to the current visitor's own voice: a running mean and variance over the
     voiced ticks since the last reset, shrunk towards the training population by ``prior_ticks`` pseudo-ticks
     (so the first seconds of a new voice fall back to the population statistics). It is causal and part of the
-    streaming state, so ``step()`` and the full-sequence pass stay equal."""
+    streaming state, so ``step()`` and the full-sequence pass stay equal.
+
+    Utterance pooling: the running mean and standard deviation of those speaker-relative features over the voiced
+    ticks of the current utterance (an utterance starts at the first voiced tick after ``utt_gap`` unvoiced
+    ticks, and its statistics are held through the silence after it). A judgment over the whole utterance so far,
+    not just the last audio window: on RAVDESS validation speakers a linear classifier on the tick features went
+    from 41 % to 50 % UAR with it. Also causal and part of the streaming state."""
 
     def __init__(self, in_dim: int, audio_dim: int, face_dim: int, hidden: int = 128, proj: int = 128,
-                 dropout: float = 0.2, n_labels: int = len(LABELS), prior_ticks: float = 150.0):
+                 dropout: float = 0.2, n_labels: int = len(LABELS), prior_ticks: float = 150.0,
+                 utt_gap: int = 8):
         super().__init__()
         self.in_dim, self.audio_dim, self.face_dim = in_dim, audio_dim, face_dim
-        self.hidden, self.proj_dim, self.prior_ticks = hidden, proj, prior_ticks
-        self.proj = nn.Sequential(nn.Linear(in_dim + audio_dim, proj), nn.LayerNorm(proj), nn.GELU(),
+        self.hidden, self.proj_dim, self.prior_ticks, self.utt_gap = hidden, proj, prior_ticks, utt_gap
+        self.proj = nn.Sequential(nn.Linear(in_dim + 3 * audio_dim, proj), nn.LayerNorm(proj), nn.GELU(),
                                   nn.Dropout(dropout))
         self.lstm = nn.LSTM(proj, hidden, batch_first=True)
         self.drop = nn.Dropout(dropout)
@@ -62,11 +70,16 @@ class AffectNet(nn.Module):
         face_present = x[..., a + f + 1: a + f + 2]
         return torch.cat([z[..., :a] * audio_present, z[..., a:a + f] * face_present, x[..., a + f:]], dim=-1)
 
+    def voiced(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1): 1 where the voice-activity feature (the last audio column) is on and audio is present."""
+        a = self.audio_dim
+        return (x[..., a - 1:a] > 0.5).float() * x[..., a + self.face_dim: a + self.face_dim + 1]
+
     def adapt(self, z: torch.Tensor, x: torch.Tensor, state: tuple | None):
         """Audio features relative to the running statistics of this voice (voiced ticks only)."""
         a = self.audio_dim
         za = z[..., :a]
-        voiced = (x[..., a - 1:a] > 0.5).float() * x[..., a + self.face_dim: a + self.face_dim + 1]
+        voiced = self.voiced(x)
         n0 = self.prior_ticks
         n = torch.cumsum(voiced, dim=1)
         s1 = torch.cumsum(voiced * za, dim=1)
@@ -79,15 +92,50 @@ class AffectNet(nn.Module):
         rel = torch.clamp(rel, -8.0, 8.0) * x[..., a + self.face_dim: a + self.face_dim + 1]
         return rel, (n[:, -1:], s1[:, -1:], s2[:, -1:])
 
+    def pool(self, rel: torch.Tensor, voiced: torch.Tensor, state: tuple | None):
+        """Running mean and std of ``rel`` over the voiced ticks of the current utterance.
+
+        ``state`` = (last voiced tick relative to this call's first tick, n, sum, sum of squares) of the utterance
+        in progress. Vectorised with cumulative sums restarted at each utterance start (found with cummax), so a
+        whole sequence and tick-by-tick give the same numbers."""
+        B, T, _ = rel.shape
+        v = voiced[..., 0] > 0
+        idx = torch.arange(T, device=rel.device).expand(B, T)
+        never = torch.full((B, 1), -1e9, device=rel.device)
+        last_v, n0, s10, s20 = state if state is not None else (never, torch.zeros(B, 1, 1, device=rel.device),
+                                                                 torch.zeros(B, 1, rel.shape[-1], device=rel.device),
+                                                                 torch.zeros(B, 1, rel.shape[-1], device=rel.device))
+        seen = torch.cummax(torch.where(v, idx.float(), torch.full_like(idx, -1e9, dtype=torch.float)), 1).values
+        seen = torch.maximum(seen, last_v)  # last voiced tick at or before t
+        before = torch.cat([last_v, seen[:, :-1]], 1)  # last voiced tick strictly before t
+        start = v & (idx - before - 1 >= self.utt_gap)
+        st = torch.cummax(torch.where(start, idx, torch.full_like(idx, -1)), 1).values  # last start at or before t
+        fresh = (st >= 0).float()[..., None]  # an utterance started in this call: carried sums no longer count
+        vf = voiced
+        zero = torch.zeros_like(rel[:, :1])
+        c1 = torch.cat([zero, torch.cumsum(vf * rel, 1)], 1)
+        c2 = torch.cat([zero, torch.cumsum(vf * rel * rel, 1)], 1)
+        cn = torch.cat([zero[..., :1], torch.cumsum(vf, 1)], 1)
+        g = st.clamp(min=0)[..., None]
+        s1 = c1[:, 1:] - torch.gather(c1, 1, g.expand(-1, -1, rel.shape[-1])) + (1 - fresh) * s10
+        s2 = c2[:, 1:] - torch.gather(c2, 1, g.expand(-1, -1, rel.shape[-1])) + (1 - fresh) * s20
+        n = cn[:, 1:] - torch.gather(cn, 1, g) + (1 - fresh) * n0
+        mean = s1 / n.clamp(min=1.0)
+        std = torch.sqrt((s2 / n.clamp(min=1.0) - mean * mean).clamp(min=0.0) + 1e-4) * (n > 0).float()
+        new_state = (seen[:, -1:] - T, n[:, -1:], s1[:, -1:], s2[:, -1:])
+        return mean, std, new_state
+
     def forward(self, x: torch.Tensor, state: tuple | None = None):
         """x: (B, T, in_dim) raw tick vectors -> logits (B,T,L), va (B,T,2) in [-1,1], conf (B,T), state.
 
-        ``state`` is ((h, c), (n, sum, sum of squares)) — the LSTM's and the speaker adaptation's."""
-        lstm_state, adapt_state = state if state is not None else (None, None)
+        ``state`` is ((h, c), (n, sum, sum of squares), utterance) — the LSTM's, the speaker adaptation's and the
+        utterance pooling's."""
+        lstm_state, adapt_state, pool_state = state if state is not None else (None, None, None)
         z = self.normalise(x)
         rel, adapt_state = self.adapt(z, x, adapt_state)
-        h, lstm_state = self.lstm(self.proj(torch.cat([z, rel], -1)), lstm_state)
-        state = (lstm_state, adapt_state)
+        u_mean, u_std, pool_state = self.pool(rel, self.voiced(x), pool_state)
+        h, lstm_state = self.lstm(self.proj(torch.cat([z, rel, u_mean, u_std], -1)), lstm_state)
+        state = (lstm_state, adapt_state, pool_state)
         h = self.drop(h)
         logits = self.head_cls(h)
         va = torch.tanh(self.head_va(h))
@@ -145,7 +193,7 @@ def save_weights(path: str | Path, net: AffectNet, meta: dict) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = {"in_dim": net.in_dim, "audio_dim": net.audio_dim, "face_dim": net.face_dim, "hidden": net.hidden,
-            "proj": net.proj_dim}
+            "proj": net.proj_dim, "prior_ticks": net.prior_ticks, "utt_gap": net.utt_gap}
     torch.save({"format": "emotion-bridge-weights/1", "arch": arch, "meta": meta,
                 "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}, path)
     digest = sha256_file(path)

@@ -33,9 +33,10 @@ class TrainConfig:
     data: str
     out: str
     seed: int = 0
-    epochs: int = 30
+    epochs: int = 14
     val_actors: tuple[int, ...] = (15, 16, 17, 18)
-    chain_sets: int = 2
+    chain_sets: int = 5
+    speed_perturb: float = 0.1  # chain sets after the first play each clip at a random speed within 1 ± this
     chain_len: int = 12
     session_len: int = 1000  # validation: all clips of a speaker in one session
     tick_hz: float = 30.0
@@ -43,6 +44,14 @@ class TrainConfig:
     lr: float = 2e-3
     batch: int = 16
     smooth_weight: float = 0.5
+    label_smoothing: float = 0.05
+    class_balance: bool = True  # weight the loss by inverse label frequency (RAVDESS has half as much neutral)
+    sessions: bool = True  # train on whole-speaker sessions (truncated BPTT), as the validation sessions run
+    tbptt: int = 600  # ticks per truncated-BPTT chunk (20 s at 30 Hz)
+    dropout: float = 0.2
+    weight_decay: float = 1e-3
+    average_from: float = 0.5  # the weights shipped are the average over the epochs after this fraction (SWA);
+    # no epoch is picked by its validation score, so the validation numbers are not tuned to the validation speakers
     p_no_face: float = 0.5
     p_face_only: float = 0.1
     cache_dir: str = ".cache/features"
@@ -63,7 +72,7 @@ def _progress(desc: str, total: int):
 
 
 def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: str,
-           chain_len: int | None = None) -> list[Sequence]:
+           chain_len: int | None = None, speed: float = 0.0) -> list[Sequence]:
     from bridge.training.build import chain_plan
 
     chain_len = chain_len or cfg.chain_len
@@ -71,7 +80,7 @@ def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: s
     prog, tick = _progress(desc, n)
     with prog:
         return build_sequences(clips, cfg.audio, cfg.video, cfg.tick_hz, seed, chain_len, single,
-                               Path(cfg.cache_dir), cfg.workers, tick)
+                               Path(cfg.cache_dir), cfg.workers, tick, speed)
 
 
 @dataclass
@@ -96,8 +105,7 @@ def make_inputs(seq: Sequence, face: tuple[np.ndarray, np.ndarray, np.ndarray] |
     return np.concatenate([audio, fv, np.stack([ap, fp, aa, fa], 1)], 1).astype(np.float32)
 
 
-def _pad(items: list[Batchable]):
-    T = max(len(b.label) for b in items)
+def _pad(items: list[Batchable], T: int):
     D = items[0].x.shape[1]
     x = np.zeros((len(items), T, D), np.float32)
     y = np.zeros((len(items), T), np.int64)
@@ -107,6 +115,27 @@ def _pad(items: list[Batchable]):
         n = len(b.label)
         x[i, :n], y[i, :n], va[i, :n], w[i, :n] = b.x, b.label, b.va, b.weight
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(va), torch.from_numpy(w)
+
+
+def _streams(train_seqs: list[Sequence], set_of: list[int], cfg: TrainConfig, rng: np.random.Generator
+             ) -> list[list[int]]:
+    """What each training stream is made of, as indices into ``train_seqs``. ``cfg.sessions``: all chains of one
+    speaker from one chain set, in random order: a whole-speaker session, as in validation, so the speaker
+    adaptation warms up during training as it does live; otherwise each chain alone."""
+    if not cfg.sessions:
+        return [[i] for i in range(len(train_seqs))]
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(train_seqs):
+        groups.setdefault((set_of[i], s.speaker), []).append(i)
+    return [[int(i) for i in rng.permutation(v)] for _, v in sorted(groups.items())]
+
+
+def _detach(state):
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(_detach(s) for s in state)
 
 
 def norm_stats(train: list[Sequence], faces: list) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +204,12 @@ def train(cfg: TrainConfig) -> dict:
              len({c.speaker for c in tr_clips}), len(va_clips), len({c.speaker for c in va_clips}))
 
     train_seqs: list[Sequence] = []
+    set_of: list[int] = []
     for r in range(cfg.chain_sets):
-        train_seqs += _build(tr_clips, cfg, cfg.seed * 1000 + r, False, f"features: train chains {r + 1}")
+        new = _build(tr_clips, cfg, cfg.seed * 1000 + r, False, f"features: train chains {r + 1}",
+                     speed=cfg.speed_perturb if r > 0 else 0.0)
+        train_seqs += new
+        set_of += [r] * len(new)
     val_chains = _build(va_clips, cfg, cfg.seed * 1000 + 777, False, "features: validation chains")
     val_sessions = _build(va_clips, cfg, cfg.seed * 1000 + 779, False, "features: validation sessions",
                           cfg.session_len)
@@ -192,7 +225,7 @@ def train(cfg: TrainConfig) -> dict:
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
-    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden)
+    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout)
     net.mean.copy_(torch.from_numpy(mean))
     net.std.copy_(torch.from_numpy(std))
     n_params = sum(p.numel() for p in net.parameters())
@@ -201,48 +234,70 @@ def train(cfg: TrainConfig) -> dict:
     val_x = [make_inputs(s, None) for s in val_single]
     vals_x = [make_inputs(s, None) for s in val_sessions]
     valc_x = [make_inputs(s, None) for s in val_chains]
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-3)
-    steps_per_epoch = math.ceil(len(train_seqs) / cfg.batch)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    shape = _streams(train_seqs, set_of, cfg, np.random.default_rng(0))
+    max_len = max(sum(train_seqs[j].T for j in st) for st in shape)  # every batch is padded to this
+    step_len = cfg.tbptt if cfg.sessions else max_len
+    steps_per_epoch = math.ceil(len(shape) / cfg.batch) * math.ceil(max_len / step_len)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    class_w = None
+    if cfg.class_balance:
+        y_all = np.concatenate([s.label[s.weight > 0] for s in train_seqs])
+        freq = np.bincount(y_all, minlength=len(LABELS)).astype(np.float64)
+        class_w = torch.tensor(freq.sum() / (len(LABELS) * np.maximum(freq, 1)), dtype=torch.float32)
     history = []
-    best = (-1.0, None, -1)
+    avg = torch.optim.swa_utils.AveragedModel(net)
+    avg_from = min(cfg.epochs - 1, int(cfg.epochs * cfg.average_from))
     prog, tick = _progress("training epochs", cfg.epochs)
     with prog:
         for epoch in range(cfg.epochs):
             net.train()
-            order = rng.permutation(len(train_seqs))
+            streams = _streams(train_seqs, set_of, cfg, rng)
+            order = rng.permutation(len(streams))
             tot = 0.0
-            for b in range(steps_per_epoch):
+            for b in range(0, len(order), cfg.batch):
                 items = []
-                for i in order[b * cfg.batch:(b + 1) * cfg.batch]:
-                    s = train_seqs[i]
-                    u = rng.random()
-                    if u < cfg.p_no_face:
-                        x = make_inputs(s, None)
-                    elif u < cfg.p_no_face + cfg.p_face_only:
-                        x = make_inputs(s, faces[i], audio_on=False)
-                    else:
-                        x = make_inputs(s, faces[i])
-                    # channel / speaker variation: a per-sequence offset and per-tick noise on audio features
-                    x[:, :A] += (rng.normal(0, 0.15, A) * std[:A])[None] + rng.normal(0, 0.1, (s.T, A)) * std[:A]
-                    items.append(Batchable(x.astype(np.float32), s.label, s.va, s.weight, s.clip))
-                x, y, va, w = _pad(items)
-                logits, vah, conf, _ = net(x)
-                wsum = w.sum().clamp(min=1.0)
-                ce = (F.cross_entropy(logits.transpose(1, 2), y, reduction="none", label_smoothing=0.05) * w).sum() / wsum
-                l_va = (((vah - va) ** 2).sum(-1) * w).sum() / wsum
-                correct = (logits.argmax(-1) == y).float()
-                l_conf = (F.binary_cross_entropy(conf.clamp(1e-4, 1 - 1e-4), correct, reduction="none") * w).sum() / wsum
-                p = torch.softmax(logits, -1)
-                steady = ((y[:, 1:] == y[:, :-1]).float() * w[:, 1:] * w[:, :-1])
-                l_smooth = ((p[:, 1:] - p[:, :-1]).abs().sum(-1) * steady).sum() / steady.sum().clamp(min=1.0)
-                loss = ce + 0.5 * l_va + 0.2 * l_conf + cfg.smooth_weight * l_smooth
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                tot += float(loss.detach())
+                for i in order[b:b + cfg.batch]:
+                    parts = []
+                    for j in streams[i]:
+                        s = train_seqs[j]
+                        u = rng.random()
+                        if u < cfg.p_no_face:
+                            x = make_inputs(s, None)
+                        elif u < cfg.p_no_face + cfg.p_face_only:
+                            x = make_inputs(s, faces[j], audio_on=False)
+                        else:
+                            x = make_inputs(s, faces[j])
+                        parts.append((x, s))
+                    x = np.concatenate([p[0] for p in parts])
+                    # channel / speaker variation: one offset per stream (one microphone, one voice), per-tick noise
+                    x[:, :A] += (rng.normal(0, 0.15, A) * std[:A])[None] + rng.normal(0, 0.1, (len(x), A)) * std[:A]
+                    items.append(Batchable(x.astype(np.float32), *(np.concatenate([getattr(p[1], f) for p in parts])
+                                                                  for f in ("label", "va", "weight", "clip"))))
+                X, Y, VA_, W = _pad(items, max_len)
+                state = None
+                for t0 in range(0, X.shape[1], step_len):
+                    sl = slice(t0, t0 + step_len)
+                    x, y, va, w = X[:, sl], Y[:, sl], VA_[:, sl], W[:, sl]
+                    logits, vah, conf, state = net(x, state)
+                    state = _detach(state)
+                    wsum = w.sum().clamp(min=1.0)
+                    ce = (F.cross_entropy(logits.transpose(1, 2), y, weight=class_w, reduction="none",
+                                          label_smoothing=cfg.label_smoothing) * w).sum() / wsum
+                    l_va = (((vah - va) ** 2).sum(-1) * w).sum() / wsum
+                    correct = (logits.argmax(-1) == y).float()
+                    l_conf = (F.binary_cross_entropy(conf.clamp(1e-4, 1 - 1e-4), correct, reduction="none") * w
+                              ).sum() / wsum
+                    p = torch.softmax(logits, -1)
+                    steady = ((y[:, 1:] == y[:, :-1]).float() * w[:, 1:] * w[:, :-1])
+                    l_smooth = ((p[:, 1:] - p[:, :-1]).abs().sum(-1) * steady).sum() / steady.sum().clamp(min=1.0)
+                    loss = ce + 0.5 * l_va + 0.2 * l_conf + cfg.smooth_weight * l_smooth
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                    opt.step()
+                    sched.step()
+                    tot += float(loss.detach())
             net.eval()
             res = clip_eval([run_net(net, x)[0] for x in vals_x], val_sessions)
             fresh = clip_eval([run_net(net, x)[0] for x in val_x], val_single)
@@ -250,11 +305,10 @@ def train(cfg: TrainConfig) -> dict:
                             "val_acc": res["accuracy"], "val_uar_fresh": fresh["uar"]})
             log.info("epoch %d loss %.3f val UAR session %.3f (acc %.3f), fresh clips %.3f", epoch + 1,
                      tot / steps_per_epoch, res["uar"], res["accuracy"], fresh["uar"])
-            if epoch >= cfg.epochs // 3 and res["uar"] > best[0]:
-                best = (res["uar"], {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1)
+            if epoch >= avg_from:
+                avg.update_parameters(net)
             tick()
-    if best[1] is not None:
-        net.load_state_dict(best[1])
+    net.load_state_dict(avg.module.state_dict())  # buffers (normalisation) are the same in every epoch
     net.eval()
 
     # ---------------------------------------------------------------- evaluation
@@ -262,17 +316,19 @@ def train(cfg: TrainConfig) -> dict:
     report = {"val_clips_audio_only": clip_eval([o[0] for o in outs], val_sessions, [o[1] for o in outs])}
     outs = [run_net(net, x) for x in val_x]
     report["val_clips_fresh_audio_only"] = clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs])
-    report.update({"best_epoch": best[2], "n_params": n_params})
+    report.update({"averaged_epochs": [avg_from + 1, cfg.epochs], "n_params": n_params})
     lstm_chain = [run_net(net, x)[0] for x in valc_x]
     report["smoothing"] = {"lstm": smoothing_eval(lstm_chain, val_chains)}
     if cfg.baselines:
-        report["smoothing"].update(_baselines(cfg, net, train_seqs, val_chains, valc_x, rng))
+        rows, report["smoothing_sweeps"] = _baselines(cfg, net, train_seqs, val_chains, valc_x, rng)
+        report["smoothing"].update(rows)
     report["history"] = history
 
     meta = {
         "labels": list(LABELS), "va_coordinates": {k: list(v) for k, v in VA.items()},
         "feature_schema": feature_schema(cfg.audio, cfg.video, cfg.tick_hz),
-        "tick_hz": cfg.tick_hz, "seed": cfg.seed, "epochs": cfg.epochs, "best_epoch": best[2],
+        "tick_hz": cfg.tick_hz, "seed": cfg.seed, "epochs": cfg.epochs,
+        "averaged_epochs": [avg_from + 1, cfg.epochs],
         "train_speakers": sorted({c.speaker for c in tr_clips}), "val_speakers": sorted({c.speaker for c in va_clips}),
         "data_list_sha256": file_digest([c.path for c in clips]), "n_clips": len(clips),
         "data_license": DATA_LICENSE if "ravdess" in str(cfg.data).lower() else "see your data's license",
@@ -293,7 +349,7 @@ def train(cfg: TrainConfig) -> dict:
     return report
 
 
-def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x, rng) -> dict:
+def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x, rng) -> tuple[dict, dict]:
     """Per-window classifier (no recurrence), raw / EMA / One-Euro, on the same chained validation sequences."""
     A = train_seqs[0].audio.shape[1]
     X = np.concatenate([make_inputs(s, None) for s in train_seqs])
@@ -306,6 +362,7 @@ def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x,
     opt = torch.optim.AdamW([p for p in clf.net.parameters()], lr=2e-3, weight_decay=1e-3)
     std = net.std[:A]
     g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # dropout: the same baseline whatever ran before
     for _epoch in range(8):
         perm = torch.randperm(len(X), generator=g)
         for i in range(0, len(X), 512):
@@ -320,13 +377,19 @@ def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x,
     with torch.inference_mode():
         raw = [torch.softmax(clf(torch.from_numpy(x)), -1).numpy() for x in valc_x]
     out = {"window": smoothing_eval(raw, val_chains)}
-    # tune each smoother's strength on the same sequences, report the setting with the best UAR-neutral jitter
-    out["window+ema"] = min((dict(smoothing_eval([ema(p, a) for p in raw], val_chains), alpha=a)
-                             for a in (0.05, 0.1, 0.2)), key=lambda r: r["jitter"] + 0.002 * r["lag_ticks_mean"])
-    out["window+one_euro"] = min((dict(smoothing_eval([one_euro(p, cfg.tick_hz, mc, 0.5) for p in raw], val_chains),
-                                       min_cutoff=mc) for mc in (0.1, 0.3, 1.0)),
-                                 key=lambda r: r["jitter"] + 0.002 * r["lag_ticks_mean"])
-    return out
+    sweeps: dict[str, list[dict]] = {}
+    # each smoother over a range of strengths (the trade-off curve is in the report); the table shows the
+    # steadiest setting whose mean lag is not above the LSTM's: the comparison "jitter at equal or lower lag"
+    lstm_lag = smoothing_eval([run_net(net, x)[0] for x in valc_x], val_chains)["lag_ticks_mean"]
+    for name, sweep in (("ema", [dict(smoothing_eval([ema(p, a) for p in raw], val_chains), alpha=a)
+                                 for a in (0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5)]),
+                        ("one_euro", [dict(smoothing_eval([one_euro(p, cfg.tick_hz, mc, beta) for p in raw],
+                                                          val_chains), min_cutoff=mc, beta=beta)
+                                      for beta in (0.05, 0.2, 0.5) for mc in (0.02, 0.05, 0.1, 0.3, 1.0, 2.0)])):
+        ok = [r for r in sweep if r["lag_ticks_mean"] <= lstm_lag]
+        out[f"window+{name}"] = min(ok, key=lambda r: r["jitter"]) if ok else min(sweep, key=lambda r: r["lag_ticks_mean"])
+        sweeps[name] = sweep
+    return out, sweeps
 
 
 def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate", actors: set[int] | None = None,
