@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -22,3 +27,35 @@ def face_model_path() -> str:
     if p and Path(p).is_file():
         return p
     pytest.skip("no MediaPipe face model (set BRIDGE_FACE_MODEL)")
+
+
+class OscReceiver(threading.Thread):
+    """A real UDP receiver: state bundles and /bridge/health messages, with their arrival time."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.bundles: list[tuple[float, dict]] = []
+        self.health: list[tuple[float, dict]] = []
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                continue
+            t = time.monotonic()
+            if data.startswith(b"#bundle"):
+                self.bundles.append((t, {m.address: m.params[0] for m in OscBundle(data)
+                                         if isinstance(m, OscMessage)}))
+            elif data.startswith(b"/bridge/health"):
+                self.health.append((t, json.loads(OscMessage(data).params[0])))
+
+    def close(self):
+        self.stop = True
+        self.join(1)
+        self.sock.close()

@@ -6,47 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 from websockets.asyncio.client import connect
 
 import bridge
-from helpers import free_port
+from helpers import OscReceiver, free_port
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "bridge"]
-
-
-
-
-class OscReceiver(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.bundles: list[tuple[float, dict]] = []
-        self.stop = False
-
-    def run(self):
-        while not self.stop:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                continue
-            if data.startswith(b"#bundle"):
-                self.bundles.append((time.monotonic(), {m.address: m.params[0] for m in OscBundle(data)
-                                                        if isinstance(m, OscMessage)}))
 
 
 def run_bridge(args, env=None, duration=8.0):

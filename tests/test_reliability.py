@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -40,7 +38,7 @@ from bridge.config import Config, load_config
 from bridge.live import build_bridge
 
 from conftest import FACE_GAP
-from helpers import free_port, face_model_path as _face_model
+from helpers import OscReceiver, free_port, face_model_path as _face_model
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,8 +56,6 @@ def _write_results():
         p = ARTIFACTS / "reliability.json"
         old = json.loads(p.read_text()) if p.is_file() else {}
         p.write_text(json.dumps({**old, **RESULTS}, indent=1))
-
-
 
 
 @pytest.fixture(scope="session")
@@ -85,40 +81,6 @@ def weights(tmp_path_factory) -> str:
     save_weights(p, AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=16, proj=16),
                  {"labels": list(LABELS), "feature_schema": sch})
     return str(p)
-
-
-
-
-class OscReceiver(threading.Thread):
-    """A real UDP receiver: state bundles and /bridge/health messages, with their arrival time."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.bundles: list[tuple[float, dict]] = []
-        self.health: list[tuple[float, dict]] = []
-        self.stop = False
-
-    def run(self):
-        while not self.stop:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                continue
-            t = time.monotonic()
-            if data.startswith(b"#bundle"):
-                self.bundles.append((t, {m.address: m.params[0] for m in OscBundle(data)
-                                         if isinstance(m, OscMessage)}))
-            elif data.startswith(b"/bridge/health"):
-                self.health.append((t, json.loads(OscMessage(data).params[0])))
-
-    def close(self):
-        self.stop = True
-        self.join(1)
-        self.sock.close()
 
 
 class WsClient(threading.Thread):
