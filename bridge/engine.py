@@ -92,8 +92,14 @@ class FeatureEngine:
             audio_age = None if not have_audio else max(0.0, now - self.t_audio)
             vec = assemble(snap.vector if snap else None, face_vec, self.audio.dim, audio_age,
                            face_age if face_present else None)
+            # Only inputs the vector reflects count. A face observation older than FACE_STALE_S is not in the
+            # vector (the camera ended, stalled or was unplugged): with the old rule its time stayed in the max,
+            # so once the audio also ended every state carried the last frame's capture time and showed a
+            # latency of seconds. With no fresh input at all the state is stamped with the tick time.
+            face_fresh = (self.use_face and not self.face_muted and self.t_face is not None
+                          and now - self.t_face <= FACE_STALE_S)
             times = [t for t in (self.t_audio if have_audio else None,
-                                 self.t_face if (self.use_face and not self.face_muted) else None) if t is not None]
+                                 self.t_face if face_fresh else None) if t is not None]
             info = TickInfo(
                 t_newest=max(times) if times else now,
                 voice_active=bool(snap and snap.voice_active),
