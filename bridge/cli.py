@@ -78,6 +78,18 @@ def _overrides(**kw) -> dict:
         o["monitor.port"] = kw["monitor_port"]
     if kw.get("log_level"):
         o["logging.level"] = kw["log_level"].upper()
+    if kw.get("mqtt"):
+        from bridge.output.mqtt import parse_hostport
+
+        try:
+            o["mqtt.host"], o["mqtt.port"] = parse_hostport(kw["mqtt"])
+        except ValueError as e:
+            _fail(f"--mqtt: {e}")
+        o["mqtt.enabled"] = True
+    if kw.get("site"):
+        o["mqtt.site"] = kw["site"]
+    if kw.get("bridge_id"):
+        o["mqtt.bridge_id"] = kw["bridge_id"]
     return o
 
 
@@ -103,6 +115,10 @@ _run_options = [
     click.option("--no-monitor", is_flag=True, help="Do not serve the browser monitor page."),
     click.option("--monitor-port", type=int, help="Port of the browser monitor page (default 9981)."),
     click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
+    click.option("--mqtt", metavar="HOST[:PORT]", help="Also publish to this MQTT broker (see docs/SCALING.md)."),
+    click.option("--site", metavar="NAME", help="MQTT site: topics emotion-bridge/<site>/<bridge-id>/... "
+                                                "(default: default)."),
+    click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name)."),
 ]
 
 
@@ -466,3 +482,77 @@ def bench(quick, out, only, face_model, weights, report):
         console.print(f"results: {out}", highlight=False)
     if res["errors"]:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config (mqtt:, room:, websocket:).")
+@click.option("--mqtt", metavar="HOST[:PORT]", help="The broker the bridges publish to (default: mqtt.host:port).")
+@click.option("--site", metavar="NAME", help="Site to aggregate: emotion-bridge/<site>/+/state (default: default).")
+@click.option("--osc", metavar="HOST:PORT", multiple=True,
+              help="Where the /room/... bundles go (repeatable). Default 127.0.0.1:7002.")
+@click.option("--ws", metavar="HOST:PORT", help="The room's WebSocket server. Default 127.0.0.1:9982.")
+@click.option("--rate", type=float, help="Room states per second (default 10).")
+@click.option("--stale", type=float, help="Seconds without a state before a bridge drops out (default 3).")
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No status line.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def room(config, mqtt, site, osc, ws, rate, stale, duration, quiet, log_level):
+    """Aggregate every bridge of a site (through the MQTT broker) into one room: visitor count, confidence-weighted
+    valence/arousal, label shares, per-bridge rows; out over OSC /room/..., WebSocket and MQTT."""
+    import time
+
+    o: dict = {"mqtt.enabled": True}
+    if mqtt:
+        from bridge.output.mqtt import parse_hostport
+
+        try:
+            o["mqtt.host"], o["mqtt.port"] = parse_hostport(mqtt)
+        except ValueError as e:
+            _fail(f"--mqtt: {e}")
+    if site:
+        o["mqtt.site"] = site
+    if osc:
+        o["room.osc_targets"] = list(osc)
+    if ws:
+        host, _, port = ws.rpartition(":")
+        if not host or not port.isdigit():
+            _fail(f"--ws expects HOST:PORT, got {ws!r}")
+        o["room.ws_host"], o["room.ws_port"] = host, int(port)
+    if rate:
+        o["room.rate_hz"] = rate
+    if stale:
+        o["room.stale_s"] = stale
+    if log_level:
+        o["logging.level"] = log_level.upper()
+    cfg = _load(config, o)
+    _setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
+    from bridge.room import RoomService
+
+    svc = RoomService(cfg)
+    stop = {"flag": False}
+
+    def _stop(signum, _frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _stop)
+    try:
+        svc.start()
+    except OSError as e:
+        _fail(str(e))
+    t_end = None if duration is None else time.monotonic() + duration
+    last = 0.0
+    try:
+        while not stop["flag"] and (t_end is None or time.monotonic() < t_end):
+            time.sleep(0.2)
+            if not quiet and time.monotonic() - last >= (1.0 if console.is_terminal else 5.0) and svc.last:
+                last = time.monotonic()
+                m = svc.last
+                console.print(f"room {cfg.mqtt.site}: {m['count']} visitors, {m['bridges']} bridges "
+                              f"({len(m['stale'])} stale)  V{m['valence']:+.2f} A{m['arousal']:+.2f} {m['label']:>9s}"
+                              f"  mqtt:{svc.status} refused:{m['refused']}", highlight=False)
+    finally:
+        svc.stop()
+        log.info("room: %d states received, %d refused", svc.agg.received, svc.agg.n_refused)
+    _exit_now(0)
