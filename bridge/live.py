@@ -82,6 +82,9 @@ def attach_outputs(bridge: Bridge, cfg: Config) -> Bridge:
         from bridge.output.control import OscControlServer
 
         warn_if_exposed("OSC control", cfg.osc.control_host)
-        extras.append(OscControlServer(cfg.osc.control_host, cfg.osc.control_port, bridge.handle_command))
+        extras.append(OscControlServer(cfg.osc.control_host, cfg.osc.control_port, bridge.handle_command,
+                                       sensor_sink=bridge.sensors.push if bridge.sensors is not None else None))
+    if hub.mqtt is not None and bridge.sensors is not None:
+        hub.mqtt.on_sensor = bridge.sensors.push
     bridge.extras = extras
     return bridge

@@ -91,6 +91,12 @@ class Bridge:
         self._audio_was_lost = False
         self.recorder = None
         self.extras: list = []  # monitor page, OSC control: anything with start()/stop()
+        self.sensors = None  # body sensors (bridge.sensors.SensorHub): state.sensors, optional arousal fusion
+        if cfg.sensors.enabled:
+            from bridge.sensors import SensorHub
+
+            self.sensors = SensorHub(cfg.sensors)
+        self._sensor_resets = 0
         self.workers: list[Worker] = []
         if audio_source is not None:
             self.workers.append(Worker("audio", self._audio_body, self._stop))
@@ -219,6 +225,7 @@ class Bridge:
         state, prev = self.runtime.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
+        self.apply_sensors(state, now)
         self.stage_s["tick"] += time.perf_counter() - t0
         if self.hub:
             bs = None
@@ -230,6 +237,19 @@ class Bridge:
         if self.on_state:
             self.on_state(state)
         return state
+
+    def apply_sensors(self, state: AffectState, now: float) -> None:
+        """Body sensors into the state (``state.sensors``; arousal fusion when ``sensors.fusion_weight`` > 0).
+        A model reset (new visitor) starts new sensor baselines."""
+        if self.sensors is None:
+            return
+        if self.runtime.resets != self._sensor_resets:
+            self._sensor_resets = self.runtime.resets
+            self.sensors.reset()
+        snap = self.sensors.snapshot(now)
+        state.sensors = snap
+        if snap and self.cfg.sensors.fusion_weight > 0:
+            state.arousal = self.sensors.fuse_arousal(state.arousal, snap)
 
     def _health_body(self) -> None:
         self._stop.wait(1.0)
@@ -249,6 +269,8 @@ class Bridge:
             h["outputs"] = self.hub.health()
         if self.recorder is not None:
             h["recorder"] = self.recorder.health()
+        if self.sensors is not None:
+            h["sensors"] = self.sensors.health()
         return h
 
     # ---------------------------------------------------------------- control
