@@ -72,9 +72,14 @@ def attach_outputs(bridge: Bridge, cfg: Config) -> Bridge:
             from bridge.monitor.server import MonitorServer
 
             ws = hub.ws
+            analyzer = None
+            if cfg.analyze.enabled:
+                from bridge.analyze import Analyzer
+
+                analyzer = Analyzer(cfg)
             mon = MonitorServer(cfg.monitor.host, cfg.monitor.port,  # a callable: websocket.port 0 is known at start
                                 ws_port=(lambda: ws.port) if ws is not None else cfg.websocket.port,
-                                token=cfg.websocket.token)
+                                token=cfg.websocket.token, analyzer=analyzer)
             extras.append(mon)
         except ImportError:
             log.warning("browser monitor not available in this build")
