@@ -45,6 +45,7 @@ FILES: dict[str, tuple[str, str]] = {  # URL path -> (file in static/, content t
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TRAIL_SECONDS = 3.0
+DRAIN_MAX = 256 * 1024 * 1024  # a refused upload up to this size is read and discarded before the answer
 
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -91,7 +92,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                    extra=extra)
 
     def _error(self, code: int, message: str, extra: dict | None = None, unread_body: bool = True) -> None:
-        if unread_body:  # do not read an upload we refuse: answer, then close the connection
+        if unread_body:
+            # An upload we refuse is read and thrown away (up to DRAIN_MAX), so that a plain client that sends
+            # the whole body before reading the answer gets the message instead of a broken pipe; then close.
+            length = self.headers.get("Content-Length", "")
+            left = int(length) if length.isdigit() and int(length) <= DRAIN_MAX else 0
+            try:
+                self.connection.settimeout(10)
+                while left > 0:
+                    chunk = self.rfile.read(min(1 << 20, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except OSError:
+                pass
             self.close_connection = True
             extra = {**(extra or {}), "Connection": "close"}
         self._json(code, {"error": message, "status": code}, extra)
