@@ -422,6 +422,9 @@ def _replay_speed(ctx, param, value):
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No live status line.")
+@click.option("--mqtt", metavar="HOST[:PORT]", help="Also publish to this MQTT broker (see docs/SCALING.md).")
+@click.option("--site", metavar="NAME", help="MQTT site (default: default).")
+@click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name).")
 def replay(file, speed, loop, config, duration, quiet, **kw):
     """Send a recording (from `record`) again over OSC and WebSocket, as if it were live.
 
