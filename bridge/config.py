@@ -120,7 +120,7 @@ def _check_topic_level(v: str | None) -> str | None:
     if v is None:
         return v
     if not v or any(c in v for c in "/+#\0") or len(v) > 64:
-        raise ValueError(f"must be 1-64 characters without '/', '+', '#': got {v!r}")
+        raise ValueError("must be 1-64 characters without '/', '+', '#' (it is one MQTT topic level)")
     return v
 
 

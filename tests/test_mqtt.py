@@ -266,15 +266,30 @@ def test_frozen_broker_does_not_block_the_tick(broker):
         t0 = time.monotonic()
         os.kill(broker.proc.pid, signal.SIGSTOP)
         try:
-            time.sleep(4.0)  # > 1.5 x keepalive (2 s): paho gives up on the connection
+            time.sleep(4.0)  # about 2 x keepalive (2 s): paho may give up on the connection and reconnect
         finally:
             os.kill(broker.proc.pid, signal.SIGCONT)
         t1 = time.monotonic()
-        assert wait_for(lambda: b.hub.mqtt.connected and b.hub.mqtt.counters["connects"] >= 2, 15), \
-            b.hub.mqtt.health()
+        assert wait_for(lambda: b.hub.mqtt.connected, 15), b.hub.mqtt.health()  # still or again
     finally:
         b.stop()
         rx.close()
     times = [t for t, _ in rx.bundles if t0 <= t <= t1]
     gaps = [y - x for x, y in zip(times, times[1:])]
     assert len(times) > 90 and max(gaps) < 0.25, f"{len(times)} bundles, largest gap {max(gaps) * 1000:.0f} ms"
+
+
+def test_two_bridges_with_one_id_are_told(broker, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="bridge.output.mqtt")
+    a = sim_bridge(bridge_cfg(broker.port, "twin"), "happy", seed=1)
+    b = sim_bridge(bridge_cfg(broker.port, "twin"), "sad", seed=2)
+    a.start()
+    b.start()
+    try:
+        assert wait_for(lambda: "same id 'twin'" in caplog.text, 20), caplog.text[-2000:]
+    finally:
+        a.stop()
+        b.stop()
+    assert a.hub.published > 0 and b.hub.published > 0

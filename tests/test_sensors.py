@@ -81,8 +81,10 @@ def test_osc_sensor_drops_out_and_returns():
     zs = [(t, m.get("/sensor/heart_rate/z"), m.get("/sensor/heart_rate/fresh")) for t, m in rx.bundles]
     assert any(z is not None and z > 5 and f == 1 for t, z, f in zs if t <= t_up)
     stale = [(z, f) for t, z, f in zs if t_gone - 0.3 < t < t_gone]
-    assert stale and all(z is None and f == 0 for z, f in stale), stale[:3]
+    assert stale and all(z == 0.0 and f == 0 for z, f in stale), stale[:3]
     assert zs[-1][2] == 1 and zs[-1][1] is not None
+    early = [z for t, z, f in zs if z is not None and t < t_up - 1.0]  # baseline still being collected
+    assert early and early[0] == 0.0
 
 
 @pytest.mark.slow

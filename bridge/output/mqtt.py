@@ -31,6 +31,7 @@ from bridge.output import schema
 log = logging.getLogger(__name__)
 
 ROOT = "emotion-bridge"
+TAKEOVER_S = 5.0  # sessions shorter than this, three in a row: probably two clients with one id
 
 
 def default_bridge_id() -> str:
@@ -100,6 +101,7 @@ class MqttPublisher:
         self.counters = {"published": 0, "dropped_full": 0, "dropped_offline": 0, "publish_errors": 0,
                          "connects": 0, "disconnects": 0, "refusals": 0, "sensor_messages": 0, "sensor_refused": 0}
         self.t_connected: float | None = None
+        self._short_sessions = 0
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -209,6 +211,12 @@ class MqttPublisher:
         if was:
             self.counters["disconnects"] += 1
             self.last_error = f"connection lost: {reason_text(rc)}"
+            short = self.t_connected is not None and clock.now() - self.t_connected < TAKEOVER_S
+            self._short_sessions = self._short_sessions + 1 if short else 0
+            if self._short_sessions == 3:
+                log.warning("MQTT: the broker keeps closing the connection right after it opens. Is another "
+                            "bridge using the same id %r (client id emotion-bridge-%s)? Give each bridge its own "
+                            "--bridge-id (mqtt.bridge_id).", self.bridge_id, self.bridge_id)
             log.warning("MQTT: lost the broker %s:%d (%s); reconnecting with backoff, OSC/WebSocket go on",
                         self.cfg.host, self.cfg.port, reason_text(rc))
 

@@ -183,8 +183,9 @@ JSON_STATE_FIELDS = JSON_STATE_FIELDS + (
 SENSOR_IN = OscField("/sensor/<name>", "f", "IN, on the control port (osc.control_port): one reading of a body "
                                              "sensor declared in `sensors.channels` (e.g. heart_rate in bpm).")
 SENSOR_OSC_FIELDS: tuple[OscField, ...] = (
-    OscField("/sensor/<name>/z", "f", "OUT, in the state bundle while the sensor is fresh and its baseline ready: "
-                                      "z-score against this visitor's own first seconds."),
+    OscField("/sensor/<name>/z", "f", "OUT, in the state bundle once the sensor has sent a reading: z-score "
+                                      "against this visitor's own first seconds; 0 while that baseline is being "
+                                      "collected or the sensor is stale (see `/fresh` and `state.sensors`)."),
     OscField("/sensor/<name>/fresh", "i", "OUT, in the state bundle: 1 while readings arrive (younger than "
                                           "`stale_s`), else 0."),
 )
@@ -192,9 +193,9 @@ SENSOR_OSC_FIELDS: tuple[OscField, ...] = (
 
 def sensor_osc_values(sensors: dict | None) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
-    for name, s in (sensors or {}).items():
-        if s.get("fresh") and s.get("z") is not None:
-            out.append((f"/sensor/{name}/z", _finite(s["z"])))
+    for name, s in (sensors or {}).items():  # the same channels every tick: an OSC In CHOP keeps them stable
+        z = s.get("z") if s.get("fresh") else None
+        out.append((f"/sensor/{name}/z", _finite(z) if z is not None else 0.0))
         out.append((f"/sensor/{name}/fresh", int(bool(s.get("fresh")))))
     return out
 
