@@ -219,6 +219,7 @@ class RoomService:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_connect_fail = self._on_connect_fail
         self._client = c
         self.status = "connecting"
         c.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive_s)
@@ -255,6 +256,13 @@ class RoomService:
         base = f"emotion-bridge/{self.site}/+/"
         client.subscribe([(base + "state", 0), (base + "status", 1)])
         log.info("room: %s the broker", "reconnected to" if self.connects > 1 else "connected to")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        err = getattr(client, "last_connect_error", "") or "connection failed"
+        if err != self.last_error:
+            log.warning("room: cannot connect to the broker %s:%d (%s); retrying", self.cfg.mqtt.host,
+                        self.cfg.mqtt.port, err)
+        self.status, self.last_error = "reconnecting", err
 
     def _on_disconnect(self, client, userdata, flags, rc, properties=None) -> None:
         from bridge.output.mqtt import reason_text

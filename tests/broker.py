@@ -27,7 +27,8 @@ def need_mosquitto() -> str:
 
 
 class Broker:
-    def __init__(self, root: Path, users: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, root: Path, users: dict[str, str] | None = None, port: int | None = None,
+                 tls: dict[str, Path] | None = None):
         self.exe = need_mosquitto()
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -36,6 +37,8 @@ class Broker:
         self.log = self.root / "mosquitto.log"
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
                  "log_type error", "log_type warning", "log_type notice", "max_queued_messages 1000"]
+        if tls:
+            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
         if os.geteuid() == 0:
             lines.append("user root")  # stay root: the files below live in a root-owned temp dir
         if users:
@@ -125,3 +128,19 @@ class Collector:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def make_tls_files(d: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl)."""
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, crt = (d / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ext = d / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, timeout=30)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+        "-days", "2", "-subj", "/CN=emotion-bridge test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", "/CN=127.0.0.1")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(crt), "-days", "2", "-extfile", str(ext))
+    return {"ca": ca, "cert": crt, "key": key}

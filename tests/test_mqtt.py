@@ -237,19 +237,50 @@ def test_room_aggregator_is_pure():
     assert a["count"] == 0 and a["probs"]["neutral"] == 1.0 and a["stale"] == ["a", "b"]
 
 
-def test_room_cli_runs(broker, tmp_path):
+def test_run_and_room_commands(broker, tmp_path):
+    """The commands a user types: `run --source simulate --mqtt ... --site ... --bridge-id ...` and `room`."""
     rx = OscReceiver()
     rx.start()
-    p = subprocess.Popen([sys.executable, "-m", "bridge", "room", "--mqtt", f"127.0.0.1:{broker.port}",
-                          "--site", "cli", "--osc", f"127.0.0.1:{rx.port}", "--ws", f"127.0.0.1:{free_port()}",
-                          "--duration", "3", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(f"osc:\n  control_port: 0\n  targets: ['127.0.0.1:{free_port(2)}']\nwebsocket:\n  port: 0\n")
+    col = Collector(broker.port, ["emotion-bridge/cli/+/+"])
+    room = subprocess.Popen([sys.executable, "-m", "bridge", "room", "--mqtt", f"127.0.0.1:{broker.port}",
+                             "--site", "cli", "--osc", f"127.0.0.1:{rx.port}", "--ws", f"127.0.0.1:{free_port()}",
+                             "--duration", "30", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    br = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(cfg), "--source", "simulate",
+                           "--script", "configs/scripts/demo_timeline.yaml", "--no-monitor", "--quiet",
+                           "--mqtt", f"127.0.0.1:{broker.port}", "--site", "cli", "--bridge-id", "kiosk",
+                           "--duration", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        out, _ = p.communicate(timeout=30)
+        assert col.wait(lambda: col.on("kiosk/state"), 40), br.stdout.read() if br.poll() is not None else ""
+        assert wait_for(lambda: rx.bundles and rx.bundles[-1][1]["/room/bridges"] == 1, 15)
     finally:
+        for p in (br, room):
+            p.send_signal(2)  # Ctrl-C
+        outs = [p.communicate(timeout=30)[0] for p in (br, room)]
+        col.wait(lambda: col.on("kiosk/status") and b"offline" in col.on("kiosk/status")[-1][2], 5)
+        col.close()
         rx.close()
-    assert p.returncode == 0, out
-    assert rx.bundles and rx.bundles[-1][1]["/room/count"] == 0
+    assert br.returncode == 0 and room.returncode == 0, outs
+    hello = json.loads(col.on("kiosk/hello")[0][2])
+    assert hello["bridge_id"] == "kiosk" and hello["site"] == "cli" and hello["v"] == schema.SCHEMA_VERSION
+    assert json.loads(col.on("kiosk/status")[-1][2])["status"] == "offline"  # Ctrl-C is a clean stop
+    assert "states received" in outs[1]
+
+
+def test_flat_topics(broker):
+    b = sim_bridge(bridge_cfg(broker.port, "flat", flat=True), "happy")
+    col = Collector(broker.port, ["emotion-bridge/test/flat/osc/#"])
+    b.start()
+    try:
+        assert col.wait(lambda: col.on("/osc/emotion/valence") and col.on("/osc/emotion/label_name"), 10)
+    finally:
+        b.stop()
+        col.close()
+    assert -1 <= float(col.on("/osc/emotion/valence")[-1][2]) <= 1
+    assert col.on("/osc/emotion/label_name")[-1][2].decode() in schema.LABELS
+    assert {m[1].split("/osc/")[1] for m in col.messages} >= {f.address[1:] for f in schema.OSC_FIELDS}
 
 
 def test_frozen_broker_does_not_block_the_tick(broker):
@@ -293,3 +324,34 @@ def test_two_bridges_with_one_id_are_told(broker, caplog):
         a.stop()
         b.stop()
     assert a.hub.published > 0 and b.hub.published > 0
+
+
+def test_tls_broker_and_broker_not_there_yet(tmp_path):
+    """Bridges started before their broker keep retrying (status and reason in health); over TLS, a bridge that
+    trusts the broker's CA connects, one that does not is told why."""
+    import shutil as _sh
+
+    if _sh.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    from broker import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    port = free_port()
+    good = sim_bridge(bridge_cfg(port, "tls-good", tls=True, ca_certs=str(tls["ca"])), "happy")
+    bad = sim_bridge(bridge_cfg(port, "tls-bad", tls=True), "happy")  # the system CAs do not know ours
+    good.start()
+    bad.start()
+    br = None
+    try:
+        assert wait_for(lambda: good.hub.mqtt.counters["connect_failures"] >= 1, 10)
+        h = good.hub.mqtt.health()
+        assert h["status"] == "reconnecting" and "Refused" in h["last_error"], h
+        br = Broker(tmp_path / "b", port=port, tls=tls).start()
+        assert wait_for(lambda: good.hub.mqtt.connected, 15), good.hub.mqtt.health()
+        assert wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in bad.hub.mqtt.last_error, 15), bad.hub.mqtt.health()
+        assert not bad.hub.mqtt.connected and bad.hub.published > 0
+    finally:
+        good.stop()
+        bad.stop()
+        if br is not None:
+            br.stop()

@@ -62,7 +62,19 @@ def make_client(cfg: MqttConfig, client_id: str):
     """A paho client with the login, TLS and backoff of ``cfg`` (not connected)."""
     import paho.mqtt.client as mqtt
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    class _Client(mqtt.Client):
+        """Keeps why the last connection attempt failed (paho's on_connect_fail does not say)."""
+
+        last_connect_error = ""
+
+        def reconnect(self):
+            try:
+                return super().reconnect()
+            except OSError as e:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
+                self.last_connect_error = f"{type(e).__name__}: {e}"
+                raise
+
+    c = _Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     if cfg.username is not None:
         c.username_pw_set(cfg.username, cfg.password)
     if cfg.tls:
@@ -99,7 +111,8 @@ class MqttPublisher:
         self.status = "off"
         self.last_error = ""
         self.counters = {"published": 0, "dropped_full": 0, "dropped_offline": 0, "publish_errors": 0,
-                         "connects": 0, "disconnects": 0, "refusals": 0, "sensor_messages": 0, "sensor_refused": 0}
+                         "connects": 0, "disconnects": 0, "refusals": 0, "connect_failures": 0,
+                         "sensor_messages": 0, "sensor_refused": 0}
         self.t_connected: float | None = None
         self._short_sessions = 0
 
@@ -111,6 +124,7 @@ class MqttPublisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_connect_fail = self._on_connect_fail
         self._client = c
         self.status = "connecting"
         try:
@@ -199,6 +213,17 @@ class MqttPublisher:
                                                                                    self.site)), qos=1, retain=True)
         if self.on_sensor is not None:
             client.subscribe(self.prefix + "/sensor/+", qos=0)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        err = getattr(client, "last_connect_error", "") or "connection failed"
+        self.counters["connect_failures"] += 1
+        if self.status != "refused":
+            self.status = "reconnecting"
+        if err != self.last_error:
+            log.warning("MQTT: cannot connect to %s:%d (%s); retrying with backoff up to %.0f s, OSC/WebSocket go "
+                        "on. Check mqtt.host/port (--mqtt), that the broker runs and listens there, and the TLS "
+                        "settings.", self.cfg.host, self.cfg.port, err, self.cfg.reconnect_max_s)
+        self.last_error = err
 
     def _on_disconnect(self, client, userdata, flags, rc, properties=None) -> None:
         was = self.connected
