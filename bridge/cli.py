@@ -233,6 +233,8 @@ def _status_printer():
         lat = hub.latencies_ms[-1] if hub and hub.latencies_ms else float("nan")
         h = bridge.health()["sources"]
         src = " ".join(f"{k}:{v.get('status')}" for k, v in h.items())
+        if hub is not None and getattr(hub, "mqtt", None) is not None:
+            src += f" mqtt:{hub.mqtt.status}"
         if s is None:
             line = f"waiting for input… {src}"
         else:
