@@ -84,6 +84,7 @@ def make_client(cfg: MqttConfig, client_id: str):
             c.tls_insecure_set(True)
     c.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
     c.max_queued_messages_set(cfg.queue)
+    c.connect_timeout = 3.0  # a broker address that drops packets: give up the attempt (and a stop) after 3 s
     return c
 
 
