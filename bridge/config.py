@@ -154,6 +154,7 @@ class RoomConfig(_Strict):
     osc_targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:7002"])
     ws_host: str = "127.0.0.1"
     ws_port: int = Field(9982, ge=0, le=65535)
+    osc_rows: bool = True
 
     @field_validator("osc_targets")
     @classmethod

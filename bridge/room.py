@@ -311,6 +311,8 @@ class RoomService:
         self.last = msg
         if self.osc:
             self.osc.send_bytes(encode_values(schema.room_osc_values(agg)))
+            if self.cfg.room.osc_rows and agg["rows"]:  # own bundle: stays well under a UDP datagram per ~50 rows
+                self.osc.send_bytes(encode_values(schema.room_row_osc_values(agg)))
         if self.ws and self.ws.n_clients:
             self.ws.broadcast(msg)
         c = self._client

@@ -52,6 +52,11 @@ def wait_for(cond, timeout: float = 10.0) -> bool:
     return bool(cond())
 
 
+def room_bundles(rx: OscReceiver) -> list[dict]:
+    """The aggregate bundles (the per-bridge rows come in bundles of their own)."""
+    return [m for _, m in list(rx.bundles) if "/room/count" in m]
+
+
 @pytest.fixture
 def broker(tmp_path):
     b = Broker(tmp_path / "broker").start()
@@ -78,7 +83,8 @@ def test_three_bridges_room_aggregates(broker):
             msg = None
             while msg is None or msg.get("type") != "room":
                 msg = json.loads(ws.recv(timeout=5))
-        last_osc = rx.bundles[-1][1]
+        last_osc = room_bundles(rx)[-1]
+        rows_osc = next(m for _, m in reversed(rx.bundles) if "/room/bridge/hall/valence" in m)
         # the retained hello/status of every bridge
         hellos = {m[1].split("/")[2]: json.loads(m[2]) for m in col.on("/hello")}
         statuses = {m[1].split("/")[2]: json.loads(m[2])["status"] for m in col.on("/status")}
@@ -111,6 +117,8 @@ def test_three_bridges_room_aggregates(broker):
     assert last_osc["/room/count"] == 2 and last_osc["/room/bridges"] == 3
     assert last_osc["/room/label_name"] in ("happy", "sad")
     assert set(last_osc) >= {f.address for f in schema.ROOM_OSC_FIELDS}
+    assert rows_osc["/room/bridge/entrance/label_name"] == "happy" and rows_osc["/room/bridge/hall/visitor"] == 1
+    assert rows_osc["/room/bridge/empty/visitor"] == 0 and rows_osc["/room/bridge/empty/stale"] == 0
     assert set(hellos) == {"entrance", "hall", "empty"} and hellos["hall"]["labels"] == list(schema.LABELS)
 
 
@@ -254,7 +262,7 @@ def test_run_and_room_commands(broker, tmp_path):
                            "--duration", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert col.wait(lambda: col.on("kiosk/state"), 40), br.stdout.read() if br.poll() is not None else ""
-        assert wait_for(lambda: rx.bundles and rx.bundles[-1][1]["/room/bridges"] == 1, 15)
+        assert wait_for(lambda: room_bundles(rx) and room_bundles(rx)[-1]["/room/bridges"] == 1, 15)
     finally:
         for p in (br, room):
             p.send_signal(2)  # Ctrl-C

@@ -236,6 +236,28 @@ ROOM_OSC_FIELDS: tuple[OscField, ...] = (
                                           f"visitors' probabilities).") for name in LABELS),
 )
 
+ROOM_ROW_OSC_FIELDS: tuple[OscField, ...] = (  # optional (room.osc_rows), one set per bridge; person 0 only
+    OscField("/room/bridge/<bridge>/visitor", "i", "1 while this bridge sees a visitor (and is fresh)."),
+    OscField("/room/bridge/<bridge>/stale", "i", "1 once this bridge sent nothing for `room.stale_s`."),
+    OscField("/room/bridge/<bridge>/valence", "f", "This bridge's valence."),
+    OscField("/room/bridge/<bridge>/arousal", "f", "This bridge's arousal."),
+    OscField("/room/bridge/<bridge>/confidence", "f", "This bridge's confidence."),
+    OscField("/room/bridge/<bridge>/label_name", "s", "This bridge's label."),
+)
+
+
+def room_row_osc_values(agg: dict) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for row in agg["rows"]:
+        if row.get("person", 0) != 0:
+            continue  # per-person rows (multi-person tracking) go to JSON only for now
+        vals = (int(bool(row["visitor"]) and not row["stale"]), int(bool(row["stale"])), _finite(row["valence"]),
+                _finite(row["arousal"]), _finite(row["confidence"]), row["label"])
+        for f, v in zip(ROOM_ROW_OSC_FIELDS, vals):
+            out.append((f.address.replace("<bridge>", str(row["bridge"])), v))
+    return out
+
+
 ROOM_JSON_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("type", "string", '"room"'),
     ("v", "int", "Schema version."),
@@ -288,6 +310,8 @@ def _more_tables() -> list[str]:
               "| OSC address | type | meaning |", "|---|---|---|"]
     for f in ROOM_OSC_FIELDS:
         lines.append(f"| `{f.address}` | {f.type} | {f.doc} |")
+    for f in ROOM_ROW_OSC_FIELDS:
+        lines.append(f"| `{f.address}` | {f.type} | Per bridge (`room.osc_rows: true`, the default): {f.doc} |")
     lines += ["", "| `room` field | type | meaning |", "|---|---|---|"]
     for name, typ, doc in ROOM_JSON_FIELDS:
         lines.append(f"| `{name}` | {typ} | {doc} |")
