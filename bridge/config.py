@@ -119,8 +119,9 @@ class LoggingConfig(_Strict):
 def _check_topic_level(v: str | None) -> str | None:
     if v is None:
         return v
-    if not v or any(c in v for c in "/+#\0") or len(v) > 64:
-        raise ValueError("must be 1-64 characters without '/', '+', '#' (it is one MQTT topic level)")
+    if not v or len(v) > 64 or not all(c.isascii() and (c.isalnum() or c in "_.-") for c in v):
+        raise ValueError("use 1-64 letters, digits, '_', '.' or '-' (it becomes one MQTT topic level and part "
+                         "of OSC addresses)")
     return v
 
 
