@@ -253,8 +253,9 @@ def room_row_osc_values(agg: dict) -> list[tuple[str, object]]:
             continue  # per-person rows (multi-person tracking) go to JSON only for now
         vals = (int(bool(row["visitor"]) and not row["stale"]), int(bool(row["stale"])), _finite(row["valence"]),
                 _finite(row["arousal"]), _finite(row["confidence"]), row["label"])
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in str(row["bridge"]))
         for f, v in zip(ROOM_ROW_OSC_FIELDS, vals):
-            out.append((f.address.replace("<bridge>", str(row["bridge"])), v))
+            out.append((f.address.replace("<bridge>", name), v))
     return out
 
 
