@@ -154,6 +154,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(429, "another analysis is running; one at a time: retry when it is done",
                         extra={"Retry-After": "2"})
             return
+        result: dict | None = None
+        failure: AnalyzeError | None = None
         try:
             self.connection.settimeout(30)
             body = bytearray()
@@ -163,20 +165,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     break
                 body += chunk
             if len(body) < n:
-                self._error(400, f"the upload ended after {len(body)} of {n} bytes")
-                return
-            ctype = self.headers.get("Content-Type", "")
-            data = bytes(body)
-            if ctype.lower().startswith("multipart/form-data"):
-                data = parse_multipart(data, ctype)
-            self._json(200, an.analyze(data))
+                failure = AnalyzeError(400, f"the upload ended after {len(body)} of {n} bytes")
+            else:
+                ctype = self.headers.get("Content-Type", "")
+                data = bytes(body)
+                if ctype.lower().startswith("multipart/form-data"):
+                    data = parse_multipart(data, ctype)
+                result = an.analyze(data)
         except AnalyzeError as e:
-            self._error(e.status, e.message, unread_body=False)
+            failure = e
         except OSError as e:  # the client went away or stalled
             log.info("analyze: upload failed: %s", e)
             self.close_connection = True
+            return
         finally:
-            an.end()
+            an.end()  # before the answer: a client may send its next upload the moment it has read this one
+        if failure is not None:
+            self._error(failure.status, failure.message, unread_body=False)
+        else:
+            self._json(200, result)
 
     def _serve(self, head: bool) -> None:
         if not self.monitor.host_allowed(self.headers.get("Host", "")):
