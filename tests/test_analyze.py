@@ -82,6 +82,11 @@ def test_good_wav_raw_body(server, speech_wav):
     st = res["states"][0]
     assert st["type"] == "state" and st["t_emit"] is None and 0 <= st["t_capture"] < 0.1
     assert -1 <= s["valence_mean"] <= 1 and res["warnings"] == []
+    from bridge.output import schema  # every field the endpoint returns is declared there (the docs are made from it)
+
+    assert list(s) == [f[0] for f in schema.ANALYZE_SUMMARY_FIELDS]
+    assert list(res) == [f[0] for f in schema.ANALYZE_RESPONSE_FIELDS]
+    assert set(st) == {f[0] for f in schema.JSON_STATE_FIELDS}
 
 
 def test_good_mp4_multipart(server, speech_mp4):

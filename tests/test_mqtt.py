@@ -104,6 +104,7 @@ def test_three_bridges_room_aggregates(broker):
     assert set(statuses.values()) == {"online"}
     assert hello["type"] == "hello" and hello["room"] == "test"
     assert msg["bridges"] == 3 and msg["count"] == 2, msg  # "empty" has nobody in front of it
+    assert list(msg) == [f[0] for f in schema.ROOM_JSON_FIELDS]  # declared in the schema (the docs come from it)
     rows = {r["bridge"]: r for r in msg["rows"]}
     assert set(rows) == {"entrance", "hall", "empty"} and all(r["person"] == 0 for r in rows.values())
     assert rows["entrance"]["label"] == "happy" and rows["hall"]["label"] == "sad" and not rows["empty"]["visitor"]

@@ -178,7 +178,7 @@ def markdown_tables() -> str:
 
 JSON_STATE_FIELDS = JSON_STATE_FIELDS + (
     ("sensors", "object", 'name -> {"value", "unit", "z" (null while the baseline is collected), "age_ms", '
-                          '"fresh": bool, "baseline": "collecting"|"ready"}; empty without sensors.'),
+                          '"fresh": bool, "baseline": "collecting" or "ready"}; empty without sensors.'),
 )
 SENSOR_IN = OscField("/sensor/<name>", "f", "IN, on the control port (osc.control_port): one reading of a body "
                                              "sensor declared in `sensors.channels` (e.g. heart_rate in bpm).")
@@ -207,7 +207,7 @@ MQTT_TOPICS: tuple[tuple[str, str, str], ...] = (  # (suffix of emotion-bridge/<
     ("event", "1", "The WebSocket `event` JSON (label changed)."),
     ("health", "0", "The `health` JSON, once a second."),
     ("hello", "1, retained", "The `hello` JSON plus `bridge_id` and `site`; published again on every reconnect."),
-    ("status", "1, retained", '{"type":"status","v","status":"online"|"offline","bridge_id","site","t"}; '
+    ("status", "1, retained", '{"type":"status","v","status":"online" or "offline","bridge_id","site","t"}; '
                               "`offline` is the last will (the broker sends it when the bridge dies)."),
     ("sensor/<name>", "IN", "A body sensor reading: `72.5` or `{\"value\": 72.5}`."),
     ("osc/<address>", "0", "Optional (`mqtt.flat: true`): every OSC value of the state as a plain number/text, "
@@ -297,6 +297,28 @@ def room_message(agg: dict, site: str, seq: int, t_emit: float, refused: int) ->
             "stale": list(agg["stale"]), "refused": int(refused)}
 
 
+ANALYZE_RESPONSE_FIELDS: tuple[tuple[str, str, str], ...] = (  # POST /analyze (bridge/analyze.py)
+    ("states", "array", "`state` messages (fields above); `t_capture` = seconds into the file; `t_emit`, `fps`, "
+                        "`latency_ms` null."),
+    ("summary", "object", "The fields below."),
+    ("file", "object", '{"type": "wav" or "flac" or "mp3" or "mp4", "bytes", "audio": bool, "video": bool}'),
+    ("warnings", "array", "Text, e.g. a truncated wav analysed as far as it goes, an mp4 without audio."),
+)
+ANALYZE_SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("n_states", "int", "States (one per video frame, or per tick at `model.tick_hz` for audio)."),
+    ("duration_s", "float", "Position of the last state."),
+    ("tick_hz", "float", "The configured tick rate."),
+    ("valence_mean", "float", "Mean valence."),
+    ("arousal_mean", "float", "Mean arousal."),
+    ("confidence_mean", "float", "Mean confidence."),
+    ("label_shares", "object", "label -> share of the states with that (hysteresis) label."),
+    ("top_label", "string", "The most frequent label."),
+    ("face_present_share", "float", "Share of states with a face."),
+    ("voice_active_share", "float", "Share of states with voice activity."),
+    ("timeline", "array", 'Per second: {"t", "valence", "arousal", "confidence", "label" (most frequent)}.'),
+)
+
+
 def _more_tables() -> list[str]:
     lines = ["", "Body sensors (`sensors:` in the config):", "",
              "| OSC address | type | meaning |", "|---|---|---|"]
@@ -315,5 +337,12 @@ def _more_tables() -> list[str]:
         lines.append(f"| `{f.address}` | {f.type} | Per bridge (`room.osc_rows: true`, the default): {f.doc} |")
     lines += ["", "| `room` field | type | meaning |", "|---|---|---|"]
     for name, typ, doc in ROOM_JSON_FIELDS:
+        lines.append(f"| `{name}` | {typ} | {doc} |")
+    lines += ["", "`POST /analyze` on the monitor's HTTP server (see docs/SCALING.md) answers:", "",
+              "| field | type | meaning |", "|---|---|---|"]
+    for name, typ, doc in ANALYZE_RESPONSE_FIELDS:
+        lines.append(f"| `{name}` | {typ} | {doc} |")
+    lines += ["", "| `summary` field | type | meaning |", "|---|---|---|"]
+    for name, typ, doc in ANALYZE_SUMMARY_FIELDS:
         lines.append(f"| `{name}` | {typ} | {doc} |")
     return lines
