@@ -165,7 +165,8 @@ def test_broker_crash_and_restart(broker):
     h = b.hub.mqtt.counters
     assert h["connects"] == 2 and h["dropped_offline"] > 10
     assert json.loads(col.on("/status")[-1][2])["status"] == "online"
-    print(f"largest OSC gap {max(gaps) * 1000:.0f} ms; reconnect {t_reconnected - t_back:.2f} s after the broker was back, room recovered "
+    print(f"largest OSC gap {max(gaps) * 1000:.0f} ms; reconnect {t_reconnected - t_back:.2f} s after the broker "
+          f"was back, room recovered "
           f"{t_room - t_back:.2f} s after")
 
 

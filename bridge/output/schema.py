@@ -213,7 +213,8 @@ MQTT_TOPICS: tuple[tuple[str, str, str], ...] = (  # (suffix of emotion-bridge/<
     ("osc/<address>", "0", "Optional (`mqtt.flat: true`): every OSC value of the state as a plain number/text, "
                            "e.g. `osc/emotion/valence`."),
 )
-ROOM_TOPIC = "room"  # emotion-bridge/<site>/room (one level: `+/state` subscriptions never see it), published by `emotion-bridge room`
+# emotion-bridge/<site>/room, published by `emotion-bridge room` (one level: `+/state` subscriptions never see it)
+ROOM_TOPIC = "room"
 
 
 def status_message(status: str, bridge_id: str, site: str) -> dict:
