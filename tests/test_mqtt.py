@@ -365,3 +365,33 @@ def test_tls_broker_and_broker_not_there_yet(tmp_path):
         bad.stop()
         if br is not None:
             br.stop()
+
+
+def test_monitor_page_shows_mqtt_status(broker):
+    """The browser monitor (real headless Chromium) lists the MQTT output in its health list."""
+    from pathlib import Path
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium not installed")
+    cfg = bridge_cfg(broker.port, "monitored")
+    cfg = cfg.model_copy(update={"monitor": cfg.monitor.model_copy(update={"enabled": True, "port": free_port()})})
+    b = sim_bridge(cfg, "happy")
+    b.start()
+    try:
+        mon = next(x for x in b.extras if type(x).__name__ == "MonitorServer")
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.goto(mon.url)
+                text, deadline = "", time.monotonic() + 10
+                while "mqtt" not in text and time.monotonic() < deadline:  # (the page's CSP forbids eval)
+                    page.wait_for_timeout(200)
+                    text = page.inner_text("#health")
+            finally:
+                browser.close()
+    finally:
+        b.stop()
+    assert "mqtt" in text and "ok" in text and f"127.0.0.1:{broker.port}" in text, text
