@@ -111,6 +111,8 @@ class FaceTracker:
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
 
+        from bridge.features.landmarker_results import fast_results
+
         self._mp = mp
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
@@ -122,7 +124,8 @@ class FaceTracker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._landmarker = FaceLandmarker.create_from_options(opts)
+        # results read with numpy instead of 478 + 52 Python objects per face (bridge.features.landmarker_results)
+        self._landmarker = fast_results(FaceLandmarker.create_from_options(opts))
         self._max_side = max_input_side
         self._last_ts = -1
 
