@@ -84,13 +84,15 @@ PROFILES = {
     "quick": {"bridge_s": 12.0, "warmup_s": 3.0, "floor_frames": 60, "audio_s": 4.0, "audio_rounds": 2,
               "fanout_s": 3.0, "fanout_clients": (1, 10, 50), "growth_ticks": 20, "growth_windows": (0.5, 1, 2, 4),
               "cpu_warm_s": 8.0, "cpu_measure_s": 6.0, "cpu_duration_s": 15.0, "cpu_repeats": 1,
-              "cpu_monitor": (True, False), "faces_counts": (1, 2, 4), "faces_frames": 90, "faces_repeats": 1},
+              "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "faces_counts": (1, 2, 4),
+              "faces_frames": 90, "faces_repeats": 1},
     "full": {"bridge_s": 90.0, "warmup_s": 5.0, "floor_frames": 300, "audio_s": 30.0, "audio_rounds": 7,
              "fanout_s": 15.0, "fanout_clients": (1, 10, 50), "growth_ticks": 300,
              "growth_windows": (0.5, 1, 2, 4),
              # the outside measurement: the user's command for 30 s, CPU from second 9 to second 24, 3 runs each
              "cpu_warm_s": 9.0, "cpu_measure_s": 15.0, "cpu_duration_s": 30.0, "cpu_repeats": 3,
-             "cpu_monitor": (True, False), "faces_counts": (1, 2, 4), "faces_frames": 300, "faces_repeats": 3},
+             "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "faces_counts": (1, 2, 4),
+             "faces_frames": 300, "faces_repeats": 3},
 }
 
 
@@ -345,8 +347,24 @@ def outside_run(args: list[str], warm_s: float, measure_s: float, duration_s: fl
     return r
 
 
+def bench_cpu(prof: dict, workdir: Path, face_model: str, weights: str | None) -> dict:
+    """The default configuration, then each preset of ``cpu_presets`` (a configs/ file, monitor as it says)."""
+    import yaml
+
+    out = bench_outside(prof, workdir, face_model, weights)
+    out["presets"] = {}
+    for preset in prof.get("cpu_presets", ()):
+        path = Path(preset) if Path(preset).is_absolute() else ROOT / preset
+        extra = {f"{sec}.{k}": v for sec, d in (yaml.safe_load(path.read_text()) or {}).items() for k, v in d.items()}
+        r = bench_outside({**prof, "cpu_monitor": (True,)}, workdir, face_model, weights, extra=extra,
+                          tag=path.stem)
+        out["presets"][path.stem] = {"config": str(preset), "settings": extra, **r["monitor"],
+                                     "runs": r["runs"]["monitor"], "pct_of_all_cores": r["pct_of_all_cores"]}
+    return out
+
+
 def bench_outside(prof: dict, workdir: Path, face_model: str, weights: str | None, extra: dict | None = None,
-                  video: Path | None = None) -> dict:
+                  video: Path | None = None, tag: str = "") -> dict:
     """The bridge CPU as an outsider measures it: ``emotion-bridge run --video face.mp4 --audio speech.wav --loop
     --speed realtime --duration 30``, with and without the monitor, ``cpu_repeats`` runs each, interleaved.
     Free ports (a config file passed with -c) so that other bridges on the machine do not collide."""
@@ -365,10 +383,12 @@ def bench_outside(prof: dict, workdir: Path, face_model: str, weights: str | Non
                    "monitor": {"port": free_port()}}
             for k, val in (extra or {}).items():
                 sec, _, name = k.partition(".")
-                cfg.setdefault(sec, {})[name] = val
+                if (sec, name) not in (("websocket", "port"), ("monitor", "port"), ("osc", "control_port"),
+                                       ("osc", "targets")):
+                    cfg.setdefault(sec, {})[name] = val
             args = base + ([] if monitor else ["--no-monitor"])
             runs.setdefault(key, []).append(outside_run(args, prof["cpu_warm_s"], prof["cpu_measure_s"],
-                                                        prof["cpu_duration_s"], workdir, f"{key}_{rep}", cfg))
+                                                        prof["cpu_duration_s"], workdir, f"{tag}{key}_{rep}", cfg))
     out: dict = {"method": f"/proc/<pid>/stat utime+stime of the `emotion-bridge run` process (all threads) from "
                            f"second {prof['cpu_warm_s']:g} to {prof['cpu_warm_s'] + prof['cpu_measure_s']:g} of a "
                            f"{prof['cpu_duration_s']:g} s run; independent check: per-thread schedstat run time",
@@ -1414,7 +1434,7 @@ def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str
             lambda: bench_smoothing(Path(report) if report else ROOT / "artifacts" / "train" / "report.json"))
     section(("cpu",), f"cpu: `emotion-bridge run` as its own process, CPU from /proc, {prof['cpu_repeats']} x "
                       f"{len(prof['cpu_monitor'])} runs of {prof['cpu_duration_s']:g} s",
-            lambda: bench_outside(prof, wd, face_model_path(face_model), weights_path(wd, weights)[0]))
+            lambda: bench_cpu(prof, wd, face_model_path(face_model), weights_path(wd, weights)[0]))
     section(("faces",), "faces: the landmarker stage with " + "/".join(map(str, prof["faces_counts"])) + " faces",
             lambda: bench_faces(prof, wd, face_model_path(face_model)))
     section(("wire", "stages"), f"wire + stages: full bridge for {prof['warmup_s'] + prof['bridge_s']:.0f} s (+ bare "
@@ -1502,7 +1522,12 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                 rows.append(("cpu (outside)", f"emotion-bridge run, {key.replace('_', ' ')}",
                              f"{_f(x['median'])} % of {c['cores']} cores (runs {_f(x['min'])}-{_f(x['max'])}); "
                              f"load {', '.join(_f(v) for v in c[key]['loadavg_at_start'])}"))
-        rows.append(("cpu (outside)", "bench / independent /proc", f"max deviation {_f(100 * c['max_deviation_from_independent'])} %"))
+        for name, x in c.get("presets", {}).items():
+            rows.append(("cpu (outside)", f"preset {name}", f"{_f(x['pct_of_all_cores']['median'])} % of "
+                                                            f"{c['cores']} cores (runs {_f(x['pct_of_all_cores']['min'])}-"
+                                                            f"{_f(x['pct_of_all_cores']['max'])})"))
+        rows.append(("cpu (outside)", "bench / independent /proc",
+                     f"max deviation {_f(100 * c['max_deviation_from_independent'])} %"))
         r0 = next(iter(c["runs"].values()))[0]
         th = ", ".join(f"{k} {_f(v)}" for k, v in list(r0["threads_pct_of_one_core"].items())[:5])
         rows.append(("cpu (outside)", "threads by name (% of a core, run 1)", th))
@@ -1617,6 +1642,11 @@ def markdown(res: dict) -> str:
                            f"{_f(x['pct_of_one_core_median'])} | "
                            f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
                            f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
+        for name, x in c.get("presets", {}).items():
+            out.append(f"| preset `{x['config']}` | **{_f(x['pct_of_all_cores']['median'])}** | "
+                       f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | {_f(x['pct_of_one_core_median'])} | "
+                       f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
+                       f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
         out.append("")
     if "stages" in s:
         c = s["stages"]["per_stage"]

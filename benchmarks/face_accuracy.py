@@ -42,12 +42,16 @@ def ferplus_video(path: Path, n_faces: int = 16, hold_s: float = 1.5, fps: float
         idx = np.flatnonzero((votes.argmax(1) == e) & (votes.max(1) >= 7))
         picks += list(rng.choice(idx, size=min(len(idx), max(1, n_faces // 8)), replace=False))
     rng.shuffle(picks)
+    to_label = {"neutral": "neutral", "happiness": "happy", "surprise": "surprised", "sadness": "sad",
+                "anger": "angry", "disgust": "disgust", "fear": "fearful"}  # contempt: no such label here
+    truth = []
     w, h = 640, 480
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     n = int(hold_s * fps)
     for i in picks:
         face = cv2.resize(images[i], (240, 240), interpolation=cv2.INTER_CUBIC)
         face = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
+        truth += [to_label.get(EMOTIONS[int(votes[i].argmax())])] * n
         for k in range(n):
             moving = k >= n // 2
             a = 2 * np.pi * (k - n // 2) / n if moving else 0.0
@@ -96,7 +100,10 @@ def compare(video: Path, face_model: str, variants: dict[str, dict]) -> dict:
     ref_cfg = load_config(None, OFF)
     ref_states = process_files(video=video, config=ref_cfg, face_model=face_model)
     ref_t = np.array([s.t_capture for s in ref_states])
-    res = {"frames": len(ref_obs), "face_found_frames": int(sum(o.present for _, _, o in ref_obs))}
+    tf = video.with_suffix(".truth.json")
+    truth = json.loads(tf.read_text()) if tf.is_file() else None
+    res = {"frames": len(ref_obs), "face_found_frames": int(sum(o.present for _, _, o in ref_obs)),
+           "reference_vs_truth": truth_scores(ref_states, truth)}
     for name, over in variants.items():
         obs, counts = observations(video, face_model, over)
         bs_d, pose_d, present_same = [], [], []
@@ -127,6 +134,7 @@ def compare(video: Path, face_model: str, variants: dict[str, dict]) -> dict:
             "probs_abs_diff": {"mean": float(np.abs(a - b).mean()) if len(a) else float("nan"),
                                "max": float(np.abs(a - b).max()) if len(a) else float("nan")},
             "label_agreement": float(labels), "raw_label_agreement": float(raw),
+            "vs_truth": truth_scores(states, truth) if len(states) == len(ref_states) else {},
         }
     return res
 

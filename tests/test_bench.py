@@ -23,6 +23,7 @@ REPORT = ROOT / "artifacts" / "train" / "report.json"
 TINY = {"bridge_s": 4.0, "warmup_s": 2.0, "floor_frames": 30, "audio_s": 2.0, "audio_rounds": 1, "fanout_s": 1.0,
         "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0),
         "cpu_warm_s": 5.0, "cpu_measure_s": 1.5, "cpu_duration_s": 7.0, "cpu_repeats": 1, "cpu_monitor": (False,),
+        "cpu_presets": ("configs/performance.yaml",),
         "faces_counts": (1, 2), "faces_frames": 15, "faces_repeats": 1}
 
 
@@ -78,6 +79,8 @@ def test_bench_produces_every_section_with_numbers(tmp_path):
     assert run["rc"] == 0 and ("emotion-bridge run" in run["command"] or " -m bridge run" in run["command"])
     assert run["cpu_s"] > 0 and run["threads_pct_of_one_core"].get("drishti", 0) > 0  # MediaPipe's own threads
     assert run["states_sent"] and run["states_sent"] > 0
+    pre = c["presets"]["performance"]
+    assert pre["runs"][0]["rc"] == 0 and pre["settings"]["video.face_fps"] == 15.0
     # the per-stage profile saw every stage called
     calls = st["per_stage"]["calls"]
     assert all(calls.get(k, 0) > 0 for k in ("face_process", "landmarker_call", "push_audio", "model_step", "publish"))
