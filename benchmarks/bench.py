@@ -84,15 +84,15 @@ PROFILES = {
     "quick": {"bridge_s": 12.0, "warmup_s": 3.0, "floor_frames": 60, "audio_s": 4.0, "audio_rounds": 2,
               "fanout_s": 3.0, "fanout_clients": (1, 10, 50), "growth_ticks": 20, "growth_windows": (0.5, 1, 2, 4),
               "cpu_warm_s": 8.0, "cpu_measure_s": 6.0, "cpu_duration_s": 15.0, "cpu_repeats": 1,
-              "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "faces_counts": (1, 2, 4),
-              "faces_frames": 90, "faces_repeats": 1},
+              "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": True,
+              "faces_counts": (1, 2, 4), "faces_frames": 90, "faces_repeats": 1},
     "full": {"bridge_s": 90.0, "warmup_s": 5.0, "floor_frames": 300, "audio_s": 30.0, "audio_rounds": 7,
              "fanout_s": 15.0, "fanout_clients": (1, 10, 50), "growth_ticks": 300,
              "growth_windows": (0.5, 1, 2, 4),
              # the outside measurement: the user's command for 30 s, CPU from second 9 to second 24, 3 runs each
              "cpu_warm_s": 9.0, "cpu_measure_s": 15.0, "cpu_duration_s": 30.0, "cpu_repeats": 3,
-             "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "faces_counts": (1, 2, 4),
-             "faces_frames": 300, "faces_repeats": 3},
+             "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": True,
+             "faces_counts": (1, 2, 4), "faces_frames": 300, "faces_repeats": 3},
 }
 
 
@@ -360,7 +360,32 @@ def bench_cpu(prof: dict, workdir: Path, face_model: str, weights: str | None) -
                           tag=path.stem)
         out["presets"][path.stem] = {"config": str(preset), "settings": extra, **r["monitor"],
                                      "runs": r["runs"]["monitor"], "pct_of_all_cores": r["pct_of_all_cores"]}
+    if prof.get("cpu_empty_room"):
+        # nobody in front of the camera: the idle face rate (default) against the landmarker on every frame
+        room = empty_room_video(workdir / "empty_room.mp4")
+        out["empty_room"] = {}
+        for name, extra in (("idle_face_fps_default", {}), ("idle_off", {"video.idle_face_fps": 0.0})):
+            r = bench_outside({**prof, "cpu_monitor": (True,)}, workdir, face_model, weights, extra=extra,
+                              video=room, tag=f"room_{name}_")
+            out["empty_room"][name] = {"settings": extra, **r["monitor"], "runs": r["runs"]["monitor"]}
     return out
+
+
+def empty_room_video(path: Path, seconds: float = 6.0) -> Path:
+    """A camera looking at a still scene with nobody in it (scikit-image's coffee photo, sensor noise of 2 grey
+    levels, mp4v), 640x480 at 30 fps."""
+    if path.is_file():
+        return path
+    import cv2
+    from skimage import data
+
+    room = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (640, 480)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (640, 480))
+    for _ in range(int(seconds * FPS)):
+        w.write(np.clip(room + rng.normal(0, 2, room.shape), 0, 255).astype(np.uint8))
+    w.release()
+    return path
 
 
 def bench_outside(prof: dict, workdir: Path, face_model: str, weights: str | None, extra: dict | None = None,
@@ -1526,6 +1551,10 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
             rows.append(("cpu (outside)", f"preset {name}", f"{_f(x['pct_of_all_cores']['median'])} % of "
                                                             f"{c['cores']} cores (runs {_f(x['pct_of_all_cores']['min'])}-"
                                                             f"{_f(x['pct_of_all_cores']['max'])})"))
+        for name, x in c.get("empty_room", {}).items():
+            rows.append(("cpu (outside)", f"empty room, {name}", f"{_f(x['pct_of_all_cores']['median'])} % of "
+                                                                  f"{c['cores']} cores (runs {_f(x['pct_of_all_cores']['min'])}-"
+                                                                  f"{_f(x['pct_of_all_cores']['max'])})"))
         rows.append(("cpu (outside)", "bench / independent /proc",
                      f"max deviation {_f(100 * c['max_deviation_from_independent'])} %"))
         r0 = next(iter(c["runs"].values()))[0]
@@ -1642,6 +1671,11 @@ def markdown(res: dict) -> str:
                            f"{_f(x['pct_of_one_core_median'])} | "
                            f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
                            f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
+        for name, x in c.get("empty_room", {}).items():
+            out.append(f"| empty room (no face), {name.replace('_', ' ')} | **{_f(x['pct_of_all_cores']['median'])}** | "
+                       f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | {_f(x['pct_of_one_core_median'])} | "
+                       f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
+                       f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
         for name, x in c.get("presets", {}).items():
             out.append(f"| preset `{x['config']}` | **{_f(x['pct_of_all_cores']['median'])}** | "
                        f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | {_f(x['pct_of_one_core_median'])} | "

@@ -61,7 +61,20 @@ def ferplus_video(path: Path, n_faces: int = 16, hold_s: float = 1.5, fps: float
             noise = rng.normal(0, 2.0, frame.shape)
             writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
     writer.release()
+    path.with_suffix(".truth.json").write_text(json.dumps(truth))
     return path
+
+
+def truth_scores(states, truth: list | None) -> dict:
+    """Label accuracy and unweighted average recall against the FER+ majority label of each frame's face."""
+    if not truth:
+        return {}
+    pairs = [(s.label, truth[i]) for i, s in enumerate(states) if i < len(truth) and truth[i]]
+    if not pairs:
+        return {}
+    classes = sorted({t for _, t in pairs})
+    rec = [np.mean([p == t for p, t in pairs if t == c]) for c in classes]
+    return {"accuracy": float(np.mean([p == t for p, t in pairs])), "uar": float(np.mean(rec)), "n": len(pairs)}
 
 
 OFF = {"video.face_fps": 0.0, "video.skip_unchanged": 0.0, "video.idle_face_fps": 0.0, "audio.enabled": False}
