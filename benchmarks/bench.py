@@ -289,7 +289,8 @@ class CpuWindow:
             by_name[name] = by_name.get(name, 0.0) + c - (thr0[t][1] if t in thr0 else 0.0)
         ncpu = os.cpu_count() or 1
         d = cpu - cpu0
-        return {"wall_s": wall, "cpu_s": d, "pct_of_one_core": 100 * d / wall, "pct_of_all_cores": 100 * d / wall / ncpu,
+        return {"wall_s": wall, "cpu_s": d, "pct_of_one_core": 100 * d / wall,
+                "pct_of_all_cores": 100 * d / wall / ncpu,
                 "sched_cpu_s": sched, "sched_pct_of_all_cores": 100 * sched / wall / ncpu,
                 "bench_over_independent": _ratio(d, sched), "threads_alive": len(thr),
                 "threads_started": len(set(thr) - set(thr0)), "threads_ended": len(set(thr0) - set(thr)),
@@ -359,7 +360,7 @@ def bench_cpu(prof: dict, workdir: Path, face_model: str, weights: str | None) -
         r = bench_outside({**prof, "cpu_monitor": (True,)}, workdir, face_model, weights, extra=extra,
                           tag=path.stem)
         out["presets"][path.stem] = {"config": str(preset), "settings": extra, **r["monitor"],
-                                     "runs": r["runs"]["monitor"], "pct_of_all_cores": r["pct_of_all_cores"]}
+                                     "runs": r["runs"]["monitor"]}
     if prof.get("cpu_empty_room"):
         # nobody in front of the camera: the idle face rate (default) against the landmarker on every frame
         room = empty_room_video(workdir / "empty_room.mp4")
@@ -578,10 +579,11 @@ class StageClock:
 
 def _optional_stage_hooks(bridge) -> list[tuple[object, str, str]]:
     """Evidence that only some builds have (expression network per face, voice-activity model, speech encoder):
-    (object, method, stage name) for whichever of them this bridge carries."""
+    (owner, attribute, stage name) for whichever of them this bridge carries. A callable attribute is wrapped
+    itself (``tracker._expr(...)``); an object is wrapped at its first known method."""
     hooks = []
     tr, au = bridge.tracker, getattr(bridge.engine, "audio", None)
-    for obj, names, stage in ((tr, ("expression", "_expression", "expr", "_expr", "expression_net"), "expression"),
+    for obj, names, stage in ((tr, ("_expr", "expression", "_expression", "expr", "expression_net"), "expression"),
                               (au, ("vad", "_vad"), "vad"), (au, ("encoder", "_encoder", "speech_encoder"), "encoder"),
                               (bridge.engine, ("vad", "_vad"), "vad"),
                               (bridge.engine, ("encoder", "_encoder", "speech_encoder"), "encoder")):
@@ -589,10 +591,13 @@ def _optional_stage_hooks(bridge) -> list[tuple[object, str, str]]:
             o = getattr(obj, n, None) if obj is not None else None
             if o is None:
                 continue
-            for meth in ("__call__", "process", "predict", "infer", "encode", "step"):
-                if meth != "__call__" and callable(getattr(o, meth, None)):
-                    hooks.append((o, meth, stage))
-                    break
+            if callable(o):
+                hooks.append((obj, n, stage))
+            else:
+                for meth in ("process", "predict", "infer", "encode", "step", "probability"):
+                    if callable(getattr(o, meth, None)):
+                        hooks.append((o, meth, stage))
+                        break
             break
     return hooks
 
@@ -968,7 +973,8 @@ def tiled_faces(n_faces: int, n_frames: int, size=(640, 480)) -> list[np.ndarray
 
 
 def child_faces(spec: dict) -> None:
-    """Separate process: the FaceLandmarker (VIDEO mode, blendshapes and pose on, as FaceTracker builds it) with
+    """Separate process: the FaceLandmarker (VIDEO mode, blendshapes and pose on, results read with numpy: as
+    FaceTracker builds it) with
     ``num_faces`` = N on frames of N faces, paced at 30 fps; CPU of the whole process per frame (its graph
     threads included) for each N, rounds interleaved."""
     import cv2
@@ -978,10 +984,12 @@ def child_faces(spec: dict) -> None:
 
     counts, n, rounds = spec["counts"], int(spec["frames"]), int(spec["rounds"])
     frames = {k: [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in tiled_faces(k, min(n, 150))] for k in counts}
-    lms = {k: FaceLandmarker.create_from_options(FaceLandmarkerOptions(
+    from bridge.features.landmarker_results import fast_results  # as FaceTracker builds it
+
+    lms = {k: fast_results(FaceLandmarker.create_from_options(FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=spec["face_model"]), running_mode=RunningMode.VIDEO, num_faces=k,
         min_face_detection_confidence=0.5, min_face_presence_confidence=0.5, min_tracking_confidence=0.5,
-        output_face_blendshapes=True, output_facial_transformation_matrixes=True)) for k in counts}
+        output_face_blendshapes=True, output_facial_transformation_matrixes=True))) for k in counts}
     ts = {k: 0 for k in counts}
     res: dict = {str(k): {"cpu_ms_per_frame": [], "found_mean": []} for k in counts}
 
@@ -1507,6 +1515,10 @@ def targets(res: dict) -> list[dict]:
     return t
 
 
+def _spread(x: dict, cores: int) -> str:
+    return f"{_f(x['median'])} % of {cores} cores (runs {_f(x['min'])}-{_f(x['max'])})"
+
+
 def _f(x, nd: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
@@ -1548,13 +1560,9 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                              f"{_f(x['median'])} % of {c['cores']} cores (runs {_f(x['min'])}-{_f(x['max'])}); "
                              f"load {', '.join(_f(v) for v in c[key]['loadavg_at_start'])}"))
         for name, x in c.get("presets", {}).items():
-            rows.append(("cpu (outside)", f"preset {name}", f"{_f(x['pct_of_all_cores']['median'])} % of "
-                                                            f"{c['cores']} cores (runs {_f(x['pct_of_all_cores']['min'])}-"
-                                                            f"{_f(x['pct_of_all_cores']['max'])})"))
+            rows.append(("cpu (outside)", f"preset {name}", _spread(x["pct_of_all_cores"], c["cores"])))
         for name, x in c.get("empty_room", {}).items():
-            rows.append(("cpu (outside)", f"empty room, {name}", f"{_f(x['pct_of_all_cores']['median'])} % of "
-                                                                  f"{c['cores']} cores (runs {_f(x['pct_of_all_cores']['min'])}-"
-                                                                  f"{_f(x['pct_of_all_cores']['max'])})"))
+            rows.append(("cpu (outside)", f"empty room, {name}", _spread(x["pct_of_all_cores"], c["cores"])))
         rows.append(("cpu (outside)", "bench / independent /proc",
                      f"max deviation {_f(100 * c['max_deviation_from_independent'])} %"))
         r0 = next(iter(c["runs"].values()))[0]
@@ -1569,10 +1577,11 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                                                f"{_f(v['pct_of_one_core'])} % of a core"))
     if "faces" in s:
         for k, v in s["faces"]["faces"].items():
+            m = v["cpu_ms_per_frame"]
             rows.append(("landmarker stage", f"{k} face{'s' if k != '1' else ''}",
-                         f"{_f(v['cpu_ms_per_frame']['median'], 2)} ms CPU per frame ({_f(v['cpu_ms_per_frame']['min'], 2)}-"
-                         f"{_f(v['cpu_ms_per_frame']['max'], 2)}) = {_f(v['pct_of_all_cores_at_30fps'])} % of all cores "
-                         f"at 30 fps; found {_f(v['faces_found_mean'], 2)}"))
+                         f"{_f(m['median'], 2)} ms CPU per frame ({_f(m['min'], 2)}-{_f(m['max'], 2)}) = "
+                         f"{_f(v['pct_of_all_cores_at_30fps'])} % of all cores at 30 fps; found "
+                         f"{_f(v['faces_found_mean'], 2)}"))
     if "audio" in s:
         a = s["audio"]
         c = a["cpu_ms_per_audio_s"]
@@ -1672,13 +1681,16 @@ def markdown(res: dict) -> str:
                            f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
                            f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
         for name, x in c.get("empty_room", {}).items():
-            out.append(f"| empty room (no face), {name.replace('_', ' ')} | **{_f(x['pct_of_all_cores']['median'])}** | "
-                       f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | {_f(x['pct_of_one_core_median'])} | "
+            out.append(f"| empty room (no face), {name.replace('_', ' ')} | "
+                       f"**{_f(x['pct_of_all_cores']['median'])}** | "
+                       f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | "
+                       f"{_f(x['pct_of_one_core_median'])} | "
                        f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
                        f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
         for name, x in c.get("presets", {}).items():
             out.append(f"| preset `{x['config']}` | **{_f(x['pct_of_all_cores']['median'])}** | "
-                       f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | {_f(x['pct_of_one_core_median'])} | "
+                       f"{', '.join(_f(r['pct_of_all_cores']) for r in x['runs'])} | "
+                       f"{_f(x['pct_of_one_core_median'])} | "
                        f"{', '.join(_f(v, 3) for v in x['bench_over_independent'])} | "
                        f"{', '.join(_f(v, 2) for v in x['loadavg_at_start'])} |")
         out.append("")
@@ -1696,7 +1708,8 @@ def markdown(res: dict) -> str:
         for k, v in s["faces"]["faces"].items():
             x = v["cpu_ms_per_frame"]
             out.append(f"| {k} | {_f(x['median'], 2)} | {_f(x['min'], 2)}-{_f(x['max'], 2)} | "
-                       f"{_f(v['pct_of_all_cores_at_30fps'])} | {_f(v['over_first'], 2)} | {_f(v['faces_found_mean'], 2)} |")
+                       f"{_f(v['pct_of_all_cores_at_30fps'])} | {_f(v['over_first'], 2)} | "
+                       f"{_f(v['faces_found_mean'], 2)} |")
         out.append("")
     if "audio" in s:
         a = s["audio"]

@@ -153,7 +153,11 @@ class FaceTracker:
         pose = (0.0, 0.0, 0.0)
         if res.facial_transformation_matrixes:
             pose = euler_from_matrix(res.facial_transformation_matrixes[0])
-        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32)
+        marks = res.face_landmarks[0]
+        if hasattr(marks, "xyz"):  # fast_results: the numpy array itself, no 478 Python objects
+            lm = np.ascontiguousarray(marks.xyz)
+        else:
+            lm = np.array([(p.x, p.y, p.z) for p in marks], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
         return FaceObservation(t_capture, True, bs, pose, size, lm)
 
