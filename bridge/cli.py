@@ -462,7 +462,7 @@ def replay(file, speed, loop, config, duration, quiet, **kw):
 @click.option("--quick", is_flag=True, help="Short durations (under two minutes in all).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write every number as JSON to this file.")
 @click.option("--only", default="", metavar="NAME,...",
-              help="Only these sections: wire, cpu, audio, smoothing, fanout, growth (default: all).")
+              help="Only these sections: wire, cpu, stages, faces, audio, smoothing, fanout, growth (default: all).")
 @click.option("--face-model", type=click.Path(dir_okay=False), help="MediaPipe face_landmarker.task file.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Affect model weights (default: the packaged ones).")
 @click.option("--report", type=click.Path(dir_okay=False),

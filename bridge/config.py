@@ -55,6 +55,9 @@ class VideoConfig(_Strict):
     window_s: float = Field(0.5, ge=0.05, le=5)
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
     max_input_side: int = Field(640, ge=64, le=4096)
+    face_fps: float = Field(30.0, ge=0, le=240)
+    skip_unchanged: float = Field(0.0, ge=0, le=64)
+    idle_face_fps: float = Field(10.0, ge=0, le=240)
 
 
 class SourcesConfig(_Strict):

@@ -10,6 +10,7 @@ Live threads, each supervised (an unexpected exception is logged, counted in hea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge import clock
+from bridge.capture.video import FrameGate
 from bridge.config import Config
 from bridge.engine import AffectRuntime, FeatureEngine
 from bridge.frames import AffectState
@@ -57,6 +59,24 @@ class Worker:
         return {"alive": self.thread.is_alive(), "restarts": self.restarts, "last_error": self.last_error}
 
 
+class _SingleStep:
+    """Around one model step: oneDNN (mkldnn) off. For one step of a small LSTM its kernels cost more than they
+    save (0.96 -> 0.47 ms per step here, outputs equal to 2.4e-7); the previous setting is restored, so training
+    (whole sequences, where oneDNN pays) in the same process is not affected."""
+
+    def __init__(self):
+        import torch
+
+        self._b = torch.backends.mkldnn
+
+    def __enter__(self):
+        self._was = self._b.enabled
+        self._b.enabled = False
+
+    def __exit__(self, *exc):
+        self._b.enabled = self._was
+
+
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
     model = StreamingAffectModel.load(weights or cfg.model.weights)
     rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
@@ -88,6 +108,11 @@ class Bridge:
         self.last_state: AffectState | None = None
         self.stage_s = {"audio": 0.0, "face": 0.0, "tick": 0.0}
         self.face_frames = 0
+        # which camera frames the landmarker sees: at most video.face_fps, and a still frame reuses the last result
+        self.gate = FrameGate.from_config(cfg.video)
+        self._single_step = _SingleStep()
+        self._last_obs = None
+        self._ticks_since_face = 0
         self._audio_was_lost = False
         self.recorder = None
         self.extras: list = []  # monitor page, OSC control: anything with start()/stop()
@@ -181,7 +206,10 @@ class Bridge:
             return
         t0 = time.perf_counter()
         image = frame.image
-        obs = self.tracker.process(image, frame.t_capture)
+        obs = face_observation(self.gate, self.tracker, image, frame.t_capture, self._last_obs)
+        if obs is None:  # above video.face_fps: this frame is not analysed
+            return
+        self._last_obs = obs
         self.engine.push_face(obs)
         self.stage_s["face"] += time.perf_counter() - t0
         if self.on_frame is not None:
@@ -200,8 +228,12 @@ class Bridge:
         catch-up ticks."""
         period = 1.0 / self.tick_hz
         now = clock.now()
-        face_flowing = now - self._t_face_result < 3 * period
-        deadline = self._last_tick + period * (1.5 if face_flowing else 1.0)
+        per_face = max(1, round(self.gate.interval * self.tick_hz))  # ticks per analysed face frame
+        face_flowing = now - self._t_face_result < 3 * period * per_face
+        # with faces analysed slower than the tick rate (video.face_fps), the ticks between two face results run on
+        # the timer and the one due with the next face result waits for it (1.5 periods at most)
+        wait_face = face_flowing and self._ticks_since_face >= per_face - 1
+        deadline = self._last_tick + period * (1.5 if wait_face else 1.0)
         with self._kick:
             if not self._kicked and deadline > now:
                 self._kick.wait(timeout=deadline - now)
@@ -213,16 +245,19 @@ class Bridge:
             if now - self._last_tick < 0.6 * period:
                 return  # never faster than the tick rate
             self._last_tick = now
+            self._ticks_since_face = 0
         else:
             if now < deadline - 1e-3:
                 return  # woke early (spurious wake-up): wait again
             self._last_tick = deadline if now - deadline < period else now
+            self._ticks_since_face += 1
         self.tick(now)
 
     def tick(self, now: float) -> AffectState:
         t0 = time.perf_counter()
         vec, info = self.engine.vector(now)
-        state, prev = self.runtime.step(vec, info, now)
+        with self._single_step:
+            state, prev = self.runtime.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
         self.apply_sensors(state, now)
@@ -352,6 +387,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    single_step = _SingleStep()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())
     pending = next(blocks, None)
     states: list[AffectState] = []
@@ -369,11 +405,17 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
                               cfg.video.max_input_side)
+        gate = FrameGate.from_config(cfg.video)
+        last = None
         try:
             for frame in iter_video_file(str(video)):
+                obs = face_observation(gate, tracker, frame.image, frame.t_capture, last)
                 feed_audio_until(frame.t_capture)
-                engine.push_face(tracker.process(frame.image, frame.t_capture))
-                states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
+                if obs is not None:  # None: a frame above video.face_fps, not analysed; the tick still comes
+                    last = obs
+                    engine.push_face(obs)
+                with single_step:
+                    states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
         finally:
             tracker.close()
     else:
@@ -381,9 +423,23 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         while pending is not None:
             t = k / cfg.model.tick_hz
             feed_audio_until(t)
-            states.append(runtime.step(*engine.vector(t), t)[0])
+            with single_step:
+                states.append(runtime.step(*engine.vector(t), t)[0])
             k += 1
     return states
+
+
+def face_observation(gate: FrameGate, tracker, image, t_capture: float, last):
+    """The face observation for one camera frame, as the gate decides: the landmarker's (``run``), the last one
+    re-stamped to this frame's time (``same``: the frame did not change), or None (``drop``: above face_fps)."""
+    verdict = gate.decide(image, t_capture)
+    if verdict == "drop":
+        return None
+    if verdict == "same" and last is not None:
+        return dataclasses.replace(last, t_capture=t_capture)
+    obs = tracker.process(image, t_capture)
+    gate.seen(obs.present, t_capture)
+    return obs
 
 
 def probs_array(states: list[AffectState]) -> np.ndarray:

@@ -111,6 +111,8 @@ class FaceTracker:
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
 
+        from bridge.features.landmarker_results import fast_results
+
         self._mp = mp
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
@@ -122,7 +124,8 @@ class FaceTracker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._landmarker = FaceLandmarker.create_from_options(opts)
+        # results read with numpy instead of 478 + 52 Python objects per face (bridge.features.landmarker_results)
+        self._landmarker = fast_results(FaceLandmarker.create_from_options(opts))
         self._max_side = max_input_side
         self._last_ts = -1
 
@@ -150,7 +153,11 @@ class FaceTracker:
         pose = (0.0, 0.0, 0.0)
         if res.facial_transformation_matrixes:
             pose = euler_from_matrix(res.facial_transformation_matrixes[0])
-        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32)
+        marks = res.face_landmarks[0]
+        if hasattr(marks, "xyz"):  # fast_results: the numpy array itself, no 478 Python objects
+            lm = np.ascontiguousarray(marks.xyz)
+        else:
+            lm = np.array([(p.x, p.y, p.z) for p in marks], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
         return FaceObservation(t_capture, True, bs, pose, size, lm)
 
