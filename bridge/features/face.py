@@ -106,7 +106,10 @@ def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
 class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
-    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640):
+    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
+                 running_mode: str = "video"):
+        """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
+        "image" (unrelated still images, e.g. a labelled face set: every call detects afresh)."""
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
@@ -114,7 +117,7 @@ class FaceTracker:
         self._mp = mp
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=RunningMode.VIDEO,
+            running_mode=RunningMode.IMAGE if running_mode == "image" else RunningMode.VIDEO,
             num_faces=1,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
@@ -125,6 +128,7 @@ class FaceTracker:
         self._landmarker = FaceLandmarker.create_from_options(opts)
         self._max_side = max_input_side
         self._last_ts = -1
+        self._video = running_mode != "image"
 
     def process(self, image, t_capture: float) -> FaceObservation:
         """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
@@ -138,9 +142,13 @@ class FaceTracker:
         if s < 1.0:
             img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        ts = max(int(t_capture * 1000), self._last_ts + 1)
-        self._last_ts = ts
-        res = self._landmarker.detect_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), ts)
+        mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        if self._video:
+            ts = max(int(t_capture * 1000), self._last_ts + 1)
+            self._last_ts = ts
+            res = self._landmarker.detect_for_video(mp_image, ts)
+        else:
+            res = self._landmarker.detect(mp_image)
         if not res.face_landmarks:
             return FaceObservation(t_capture, False)
         bs = np.zeros(N_BLENDSHAPES, np.float32)
