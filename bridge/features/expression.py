@@ -269,3 +269,51 @@ class ExpressionModel:
             x = x[None]
         logits, emb = self.net(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
         return torch.softmax(logits, 1).numpy(), emb.numpy()
+
+
+DEFAULT_HEAD = WEIGHTS_DIR / "face_head.npz"
+HEAD_FEATURES = ("embedding", "blendshapes")  # what the head reads, in this order
+
+
+class FaceHead:
+    """The FER+-trained head: standardised [network embedding (256), blendshapes (52)] -> a linear layer or one
+    hidden ReLU layer -> 7 expression logits. Trained by ``bridge.training.face_real.train_head``; stored as plain
+    arrays (``face_head.npz``) with its training metadata."""
+
+    def __init__(self, path: Path | str = DEFAULT_HEAD):
+        z = np.load(path, allow_pickle=False)
+        self.meta = json.loads(str(z["meta"]))
+        if tuple(self.meta["features"]) != HEAD_FEATURES or list(self.meta["labels"]) != list(EXPRESSION_LABELS):
+            raise ValueError(f"{path}: head trained on {self.meta['features']} / {self.meta['labels']}, this build "
+                             f"feeds {HEAD_FEATURES} / {EXPRESSION_LABELS}")
+        self.mu, self.sd = z["mu"].astype(np.float32), z["sd"].astype(np.float32)
+        self.layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32))
+                       for i in range(int(self.meta["n_layers"]))]
+
+    def logits(self, embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+        x = (np.concatenate([np.atleast_2d(embedding), np.atleast_2d(blendshapes)], 1) - self.mu) / self.sd
+        for k, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if k < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return x
+
+    def __call__(self, embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+        z = self.logits(embedding, blendshapes)
+        z = np.exp(z - z.max(1, keepdims=True))
+        return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+class FaceExpression:
+    """One face -> its 7 expression probabilities: landmark crop -> network -> head (when shipped)."""
+
+    def __init__(self, weights: Path | str = DEFAULT_WEIGHTS, head: Path | str | None = DEFAULT_HEAD):
+        self.model = ExpressionModel(weights)
+        self.head = FaceHead(head) if head is not None and Path(head).is_file() else None
+
+    def __call__(self, frame_bgr: np.ndarray, landmarks: np.ndarray, blendshapes: np.ndarray) -> np.ndarray | None:
+        crop = crop_face(frame_bgr, landmarks)
+        if crop is None:
+            return None
+        probs, emb = self.model(crop)
+        return (self.head(emb, blendshapes) if self.head is not None else probs)[0]
