@@ -20,8 +20,11 @@ def small_bank(tmp_path_factory):
     """A bank from 12 clear FER+ validation faces per label (the real path: MediaPipe, crop, network, head)."""
     import os
 
+    import torch
+
     from bridge.training import face_real as fr
 
+    torch.set_num_threads(1)
     d = np.load(FERPLUS / "ferplus_valid.npz")
     soft, maj, keep = fr.ferplus_targets(d["votes"])
     agree = soft[np.arange(len(soft)), maj]

@@ -39,11 +39,12 @@ def load_images(data: Path, limit: int = 0, seed: int = 0) -> tuple[list, np.nda
         from bridge.training.face_real import ferplus_targets
 
         z = np.load(data)
+        images = z["images"]  # NpzFile reads the whole array on every access: once
         soft, maj, keep = ferplus_targets(z["votes"])
         idx = np.flatnonzero(keep)
         if limit:
             idx = np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
-        return [z["images"][i] for i in idx], maj[idx], soft[idx], "ferplus"
+        return list(images[idx]), maj[idx], soft[idx], "ferplus"
     if not data.is_dir():
         raise FileNotFoundError(f"{data}: expected a FER+ .npz or a folder with one sub-folder per label")
     images, labels = [], []

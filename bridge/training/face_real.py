@@ -62,8 +62,9 @@ def extract_landmarks(images: np.ndarray, model_path: str, out_path: Path, order
     if out_path.is_file():
         z = np.load(out_path)
         if str(z["tag"]) == tag:
+            arrays = {f: z[f] for f in ("present", "blendshapes", "pose", "landmarks")}  # read each array once
             for j, k in enumerate(z["key"]):
-                done[str(k)] = {f: z[f][j] for f in ("present", "blendshapes", "pose", "landmarks")}
+                done[str(k)] = {f: a[j] for f, a in arrays.items()}
     tracker = FaceTracker(model_path, 0.3, max_input_side=CANVAS, running_mode="image")
     t0, n_new = time.time(), 0
     try:
