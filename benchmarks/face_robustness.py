@@ -1,7 +1,7 @@
 """Robustness of the face path to what cameras do, on real faces (FER+ validation split).
 
 Each face (48x48 grey, upscaled) is placed in a 640x480 frame and transformed: mirrored, zoomed in (face 320 px
-wide) and out (face 60 px wide), rotated by +-15 degrees, in low light (a quarter of the brightness + sensor noise),
+wide) and out (a face 60 px wide: from a 320x240 camera, and far away in a 640x480 frame), rotated by +-15 degrees, in low light (a quarter of the brightness + sensor noise),
 and with the mouth covered (a hand-sized skin-tone blob over the lower face). Every frame goes through the live face
 path (FaceTracker: MediaPipe -> landmark crop -> expression network -> FER+ head). Reported per condition: accuracy
 against the FER+ majority, agreement with the clean frame's label, how often the label flips to another one, how
@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 W, H = 640, 480
 
 
-def place(img48: np.ndarray, width: int) -> np.ndarray:
+def place(img48: np.ndarray, width: int, frame: tuple[int, int] = (W, H)) -> np.ndarray:
     import cv2
 
+    W, H = frame  # noqa: N806
     face = cv2.resize(img48, (width, width), interpolation=cv2.INTER_CUBIC if width > 48 else cv2.INTER_AREA)
     f = np.full((H, W), int(img48.mean()), np.uint8)
     y0, x0 = (H - width) // 2, (W - width) // 2
@@ -46,7 +47,8 @@ def conditions(img48: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndar
     # the lower face (mouth) of the 200 px face covered by a hand-sized skin-tone ellipse
     cv2.ellipse(occl, (W // 2, H // 2 + 62), (70, 38), 0, 0, 360, (120, 150, 190), -1)
     return {"clean": base, "mirrored": base[:, ::-1].copy(), "zoom in (320 px face)": place(img48, 320),
-            "60 px face": place(img48, 60), "rotated +15 deg": rot(15), "rotated -15 deg": rot(-15),
+            "60 px face, 320x240 camera": place(img48, 60, (320, 240)),
+            "60 px face in 640x480 (far away)": place(img48, 60), "rotated +15 deg": rot(15), "rotated -15 deg": rot(-15),
             "low light (1/4 + noise)": dark, "mouth covered": occl}
 
 
