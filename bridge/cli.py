@@ -322,7 +322,9 @@ def train(data, out, epochs, seed, val_actors, chain_sets, speed_perturb, worker
 @click.option("--through-model", is_flag=True,
               help="Faces: also hold each face in front of the full affect model (face only) and score its label.")
 @click.option("--face-model", type=click.Path(dir_okay=False), help="Faces: MediaPipe face_landmarker.task.")
-def evaluate(data, weights, actors, out, workers, limit, through_model, face_model):
+@click.option("--min-agreement", default=0.0, show_default=True,
+              help="FER+ npz: only faces whose majority label has at least this share of the votes (clear faces).")
+def evaluate(data, weights, actors, out, workers, limit, through_model, face_model, min_agreement):
     """UAR, accuracy, per-class recall, confusion matrix (PNG) on labelled data.
 
     DATA is a folder of labelled clips (RAVDESS naming or a manifest: valence/arousal CCC too), or faces: a FER+
@@ -334,7 +336,7 @@ def evaluate(data, weights, actors, out, workers, limit, through_model, face_mod
     from bridge.training.train import evaluate as _evaluate
 
     if _is_face_data(Path(data)):
-        _evaluate_faces(data, out, limit, through_model, weights, face_model)
+        _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement)
         return
 
     try:
@@ -362,14 +364,14 @@ def _is_face_data(p: Path) -> bool:
     return bool(subs) and any(f.suffix.lower() in IMAGE_EXT for d in subs for f in d.iterdir())
 
 
-def _evaluate_faces(data, out, limit, through_model, weights, face_model):
+def _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement=0.0):
     from bridge.features.expression import EXPRESSION_LABELS
     from bridge.model.affect import WeightsError
     from bridge.training.face_eval import evaluate_faces
 
     out = out if out != "artifacts/evaluate" else "artifacts/evaluate-faces"
     try:
-        res = evaluate_faces(data, out, limit, face_model, through_model, weights)
+        res = evaluate_faces(data, out, limit, face_model, through_model, weights, min_agreement=min_agreement)
     except (FileNotFoundError, WeightsError) as e:
         _fail(str(e))
     for key, title in (("face_path", "face path (landmarker -> crop -> network -> head)"),

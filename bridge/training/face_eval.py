@@ -30,8 +30,10 @@ def folder_label(name: str) -> str | None:
     return n if n in EXPRESSION_LABELS else None
 
 
-def load_images(data: Path, limit: int = 0, seed: int = 0) -> tuple[list, np.ndarray, np.ndarray | None, str]:
-    """-> (images (BGR or grey), majority labels (EXPRESSION_LABELS index), soft targets or None, kind)."""
+def load_images(data: Path, limit: int = 0, seed: int = 0, min_agreement: float = 0.0
+                ) -> tuple[list, np.ndarray, np.ndarray | None, str]:
+    """-> (images (BGR or grey), majority labels (EXPRESSION_LABELS index), soft targets or None, kind).
+    ``min_agreement`` (FER+ only): keep faces whose majority label has at least this share of the votes."""
     import cv2
 
     data = Path(data)
@@ -41,7 +43,7 @@ def load_images(data: Path, limit: int = 0, seed: int = 0) -> tuple[list, np.nda
         z = np.load(data)
         images = z["images"]  # NpzFile reads the whole array on every access: once
         soft, maj, keep = ferplus_targets(z["votes"])
-        idx = np.flatnonzero(keep)
+        idx = np.flatnonzero(keep & (soft[np.arange(len(soft)), maj] >= min_agreement))
         if limit:
             idx = np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
         return list(images[idx]), maj[idx], soft[idx], "ferplus"
@@ -91,14 +93,14 @@ def scores(y: np.ndarray, pred: np.ndarray, n: int = len(EXPRESSION_LABELS)) -> 
 
 def evaluate_faces(data: str | Path, out_dir: str | Path = "artifacts/evaluate-faces", limit: int = 0,
                    face_model: str | None = None, through_model: bool = False, weights: str | None = None,
-                   hold_s: float = 1.5, calibration: dict | None = None) -> dict:
+                   hold_s: float = 2.0, min_agreement: float = 0.0) -> dict:
     import torch
 
     from bridge.features import face_model as fm
     from bridge.features.face import FaceTracker
 
     torch.set_num_threads(1)
-    images, y, _soft, kind = load_images(Path(data), limit)
+    images, y, _soft, kind = load_images(Path(data), limit, min_agreement=min_agreement)
     tracker = FaceTracker(str(fm.resolve(face_model)), 0.3, running_mode="image")
     runner = _ModelRunner(weights, hold_s) if through_model else None
     pred = np.full(len(images), -1)
@@ -114,7 +116,7 @@ def evaluate_faces(data: str | Path, out_dir: str | Path = "artifacts/evaluate-f
                 log.info("%d/%d faces", i + 1, len(images))
     finally:
         tracker.close()
-    res = {"data": str(data), "kind": kind, "face_path": scores(y, pred)}
+    res = {"data": str(data), "kind": kind, "min_agreement": min_agreement, "face_path": scores(y, pred)}
     if runner is not None:
         res["affect_model_face_only"] = dict(scores(y, pred_model), hold_s=hold_s)
     od = Path(out_dir)
@@ -137,7 +139,7 @@ class _ModelRunner:
         self.model = StreamingAffectModel.load(weights)
         sch = self.model.meta["feature_schema"]
         self.audio_cfg = AudioConfig(**sch["audio"])
-        self.video_cfg = VideoConfig(window_s=sch["face_window_s"])
+        self.video_cfg = VideoConfig(window_s=sch["face_window_s"], calibration="off")  # unrelated stills
         self.tick_hz = sch["tick_hz"]
         self.hold_s = hold_s
         self._Engine = FeatureEngine
