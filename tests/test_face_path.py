@@ -77,7 +77,7 @@ def test_evaluate_command_on_a_face_folder_and_on_the_npz(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads((tmp_path / "e1" / "evaluation.json").read_text())["face_path"]
     assert res["n"] == 4 and res["accuracy"] == 1.0 and (tmp_path / "e1" / "confusion.png").stat().st_size > 1000
-    assert "accuracy 100.0%" in r.stdout
+    assert "accuracy 100.0%" in r.stdout + r.stderr
     # the npz form: 40 validation faces through the same path (the face path is far above chance, 1/7)
     sel = np.arange(40)
     np.savez(tmp_path / "small.npz", images=d["images"][sel], votes=d["votes"][sel])
