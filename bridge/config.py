@@ -58,6 +58,12 @@ class VideoConfig(_Strict):
     face_fps: float = Field(30.0, ge=0, le=240)
     skip_unchanged: float = Field(0.0, ge=0, le=64)
     idle_face_fps: float = Field(10.0, ge=0, le=240)
+    # per-visitor neutral calibration of the face evidence (bridge/features/calibration.py): "auto" takes the first
+    # calibration_s seconds of low expression as the resting face, "command" waits for the calibrate command,
+    # "off" never corrects; forgotten after calibration_forget_s without a face (the visitor left)
+    calibration: Literal["auto", "command", "off"] = "auto"
+    calibration_s: float = Field(2.0, gt=0, le=60)
+    calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 
 
 class SourcesConfig(_Strict):
