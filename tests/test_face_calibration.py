@@ -122,3 +122,36 @@ def test_auto_calibration_skips_smiles_and_talking():
     for i in range(90):
         cal.apply(FaceObservation(3 + i / 30, True, bs, expression=np.roll(smile, 1)))
     assert not cal.calibrated
+
+
+def test_calibrate_command_over_osc_and_websocket_form(tmp_path):
+    """The OSC form maps onto the same command; the bridge acknowledges it, refuses bad arguments, and reports the
+    calibration in its health message."""
+    import torch
+
+    from bridge.config import load_config
+    from bridge.features.face import FACE_DIM
+    from bridge.labels import LABELS
+    from bridge.model.affect import AffectNet, StreamingAffectModel, save_weights
+    from bridge.model.tick import feature_schema
+    from bridge.output.control import osc_to_command
+    from bridge.pipeline import Bridge
+
+    assert osc_to_command("/bridge/cmd/calibrate", ()) == {"cmd": "calibrate"}
+    assert osc_to_command("/bridge/cmd/calibrate", (3.0,)) == {"cmd": "calibrate", "seconds": 3.0}
+    cfg = Config()
+    sch = feature_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
+    a = len(sch["audio_names"])
+    torch.manual_seed(0)
+    w = tmp_path / "w.pt"
+    save_weights(w, AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=8, proj=8), {"labels": list(LABELS),
+                                                                                  "feature_schema": sch})
+    b = Bridge(load_config(None, {"model.weights": str(w)}), StreamingAffectModel.load(str(w)))
+    ack = b.handle_command({"cmd": "calibrate"})
+    assert ack["ok"] and "2 s" in ack["detail"] and b.engine.calibration.status() == "calibrating"
+    assert b.handle_command({"cmd": "calibrate", "seconds": "long"})["ok"] is False
+    assert b.handle_command({"cmd": "calibrate", "seconds": 99})["ok"] is False
+    assert b.health()["model"]["face_calibration"]["status"] == "calibrating"
+    off = Bridge(load_config(None, {"model.weights": str(w), "video.calibration": "off"}),
+                 StreamingAffectModel.load(str(w)))
+    assert off.handle_command({"cmd": "calibrate"})["ok"] is False
