@@ -109,8 +109,8 @@ def test_calibrate_command_uses_the_next_seconds(observations):
     assert eng.calibration.status() == "calibrated"
 
 
-def test_auto_calibration_skips_smiles_and_talking():
-    """A visitor who arrives smiling (or talking) is not taken as smiling at rest."""
+def test_auto_calibration_skips_smiles_talking_and_strong_expressions():
+    """A visitor who arrives smiling, talking or frowning hard is not taken as looking like that at rest."""
     ref = (np.full(52, 0.05, np.float32), np.log(np.array([0.8, 0.05, 0.05, 0.03, 0.03, 0.02, 0.02], np.float32)))
     cal = NeutralCalibration("auto", 1.0, 8.0, ref)
     smile = np.array([0.1, 0.8, 0.02, 0.02, 0.02, 0.02, 0.02], np.float32)
@@ -122,6 +122,14 @@ def test_auto_calibration_skips_smiles_and_talking():
     for i in range(90):
         cal.apply(FaceObservation(3 + i / 30, True, bs, expression=np.roll(smile, 1)))
     assert not cal.calibrated
+    angry = np.array([0.05, 0.01, 0.02, 0.88, 0.02, 0.01, 0.01], np.float32)
+    for i in range(90):
+        cal.apply(FaceObservation(6 + i / 30, True, np.full(52, 0.1, np.float32), expression=angry))
+    assert not cal.calibrated
+    mild = np.array([0.35, 0.01, 0.55, 0.05, 0.02, 0.01, 0.01], np.float32)  # looks a little sad at rest
+    for i in range(90):
+        cal.apply(FaceObservation(9 + i / 30, True, np.full(52, 0.1, np.float32), expression=mild))
+    assert cal.calibrated
 
 
 def test_calibrate_command_over_osc_and_websocket_form(tmp_path):
