@@ -593,11 +593,9 @@ def _optional_stage_hooks(bridge) -> list[tuple[object, str, str]]:
                 continue
             if callable(o):
                 hooks.append((obj, n, stage))
-            else:
-                for meth in ("process", "predict", "infer", "encode", "step", "probability"):
-                    if callable(getattr(o, meth, None)):
-                        hooks.append((o, meth, stage))
-                        break
+            else:  # every known method: the speech encoder has mel() and embed(), the VAD process()
+                hooks += [(o, m, stage) for m in ("process", "mel", "embed", "encode", "predict", "infer", "step")
+                          if callable(getattr(o, m, None))]
             break
     return hooks
 
@@ -627,11 +625,15 @@ def stage_table(b: dict, ncpu: int) -> dict:
         "capture": (sum(v for k, v in th.items() if k.startswith("video-decode") or k.startswith("native (av:")),
                     frames, "video file decode (a camera's grab thread on a live input)"),
     }
+    # parts of "audio evidence" that only some builds have (inside push_audio, so not added to the total)
+    for k, what in (("vad", "of which the voice-activity model"), ("encoder", "of which the speech encoder")):
+        if k in sc:
+            rows[f"  {what}"] = (g(k), states, what)
     out = {}
     for k, (cpu, n, what) in rows.items():
         out[k] = {"ms_per_unit": 1000.0 * cpu / n, "unit": "face frame" if n == frames else "state",
                   "pct_of_one_core": 100.0 * cpu / wall, "what": what}
-    accounted = sum(v[0] for v in rows.values())
+    accounted = sum(v[0] for k, v in rows.items() if not k.startswith("  "))
     out["other"] = {"ms_per_unit": 1000.0 * (b["cpu_s"] - accounted) / states, "unit": "state",
                     "pct_of_one_core": 100.0 * (b["cpu_s"] - accounted) / wall,
                     "what": "everything else: worker loops, locks, the ticker's wake-ups, health, the interpreter"}
