@@ -152,29 +152,35 @@ def media(workdir: Path, video_s: float = 6.0) -> tuple[Path, Path]:
 
 
 def weights_path(workdir: Path, weights: str | None) -> tuple[str | None, str]:
-    """(path or None for the packaged default, description). Without packaged weights: random weights of the
-    default architecture (timing does not depend on the values), said so in the results."""
+    """(path or None for the packaged default, description). Without packaged weights that fit this build's
+    features (missing, or trained on another feature layout): random weights of the default architecture (timing
+    does not depend on the values), said so in the results."""
     from bridge.config import Config
-    from bridge.model.affect import default_weights_path
+    from bridge.model.affect import WeightsError, default_weights_path
+    from bridge.pipeline import load_model
 
     if weights:
         return weights, weights
+    why = "packaged weights missing"
     if default_weights_path().is_file():
-        return None, f"packaged ({default_weights_path()})"
+        try:
+            load_model(Config())
+            return None, f"packaged ({default_weights_path()})"
+        except WeightsError as e:
+            why = f"packaged weights do not fit this build's features ({str(e).splitlines()[1].strip()})"
     import torch
 
-    from bridge.features.face import FACE_DIM
-    from bridge.labels import LABELS
     from bridge.model.affect import AffectNet, save_weights
     from bridge.model.tick import feature_schema
+    from bridge.labels import LABELS
 
     cfg = Config()
     sch = feature_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
-    a = len(sch["audio_names"])
+    a, f = len(sch["audio_names"]), len(sch["face_names"])
     torch.manual_seed(0)
     p = workdir / "random-weights.pt"
-    save_weights(p, AffectNet(a + FACE_DIM + 4, a, FACE_DIM), {"labels": list(LABELS), "feature_schema": sch})
-    return str(p), "RANDOM weights of the default architecture (packaged weights missing; timing is the same)"
+    save_weights(p, AffectNet(a + f + len(sch["mask_names"]), a, f), {"labels": list(LABELS), "feature_schema": sch})
+    return str(p), f"RANDOM weights of the default architecture ({why}; timing is the same)"
 
 
 def _machine_busy() -> float:
