@@ -999,28 +999,50 @@ def child_faces(spec: dict) -> None:
         min_face_detection_confidence=0.5, min_face_presence_confidence=0.5, min_tracking_confidence=0.5,
         output_face_blendshapes=True, output_facial_transformation_matrixes=True))) for k in counts}
     ts = {k: 0 for k in counts}
-    res: dict = {str(k): {"cpu_ms_per_frame": [], "found_mean": []} for k in counts}
+    res: dict = {str(k): {"cpu_ms_per_frame": [], "found_mean": [], "with_expression_ms_per_frame": []}
+                 for k in counts}
+    expr = None
+    try:  # the expression network per face, where the build has one (issue 11): FaceTracker runs it per face
+        from bridge.features.expression import FaceExpression
 
-    def go(k: int, frames_n: int, record: bool) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # as the bridge runs torch (model.threads)
+        expr = FaceExpression()
+    except ImportError:
+        pass
+    bgr = {k: [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames[k]] for k in counts}
+
+    def go(k: int, frames_n: int, record: bool, with_expr: bool = False) -> None:
         fr = frames[k]
         found = 0
         c0, t0 = time.process_time(), time.perf_counter()
         for i in range(frames_n):
             ts[k] += 33
-            found += len(lms[k].detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=fr[i % len(fr)]),
-                                                 ts[k]).face_landmarks)
+            r = lms[k].detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=fr[i % len(fr)]), ts[k])
+            found += len(r.face_landmarks)
+            if with_expr:
+                for j, marks in enumerate(r.face_landmarks):
+                    bs = np.array([c.score for c in r.face_blendshapes[j]], np.float32)
+                    expr(bgr[k][i % len(fr)], np.ascontiguousarray(marks.xyz), bs)
             rem = t0 + (i + 1) / FPS - time.perf_counter()
             if rem > 0:
                 time.sleep(rem)
         if record:
-            res[str(k)]["cpu_ms_per_frame"].append(1000.0 * (time.process_time() - c0) / frames_n)
-            res[str(k)]["found_mean"].append(found / frames_n)
+            key = "with_expression_ms_per_frame" if with_expr else "cpu_ms_per_frame"
+            res[str(k)][key].append(1000.0 * (time.process_time() - c0) / frames_n)
+            if not with_expr:
+                res[str(k)]["found_mean"].append(found / frames_n)
 
     for k in counts:
         go(k, 20, False)  # warm-up: first calls allocate
+        if expr is not None:
+            go(k, 5, False, True)
     for r in range(rounds):
         for k in counts[r % len(counts):] + counts[:r % len(counts)]:
             go(k, n, True)
+            if expr is not None:
+                go(k, n, True, True)
     for lm in lms.values():
         threading.Thread(target=lm.close, daemon=True).start()
     Path(spec["out"]).write_text(json.dumps(res))
@@ -1049,6 +1071,12 @@ def bench_faces(prof: dict, workdir: Path, face_model: str) -> dict:
                         "pct_of_one_core_at_30fps": float(np.median(c)) * FPS / 10.0,
                         "pct_of_all_cores_at_30fps": float(np.median(c)) * FPS / 10.0 / (os.cpu_count() or 1),
                         "faces_found_mean": float(np.mean(r[str(k)]["found_mean"])), "rounds": len(c)}
+        e = r[str(k)].get("with_expression_ms_per_frame") or []
+        if e:  # landmarker + the expression network on every face found
+            rows[str(k)]["with_expression_ms_per_frame"] = {"median": float(np.median(e)), "min": float(min(e)),
+                                                           "max": float(max(e))}
+            rows[str(k)]["with_expression_pct_of_all_cores_at_30fps"] = (float(np.median(e)) * FPS / 10.0
+                                                                         / (os.cpu_count() or 1))
     one = rows[str(counts[0])]["cpu_ms_per_frame"]["median"]
     for k in counts:
         rows[str(k)]["over_first"] = _ratio(rows[str(k)]["cpu_ms_per_frame"]["median"], one)
@@ -1590,6 +1618,10 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                          f"{_f(m['median'], 2)} ms CPU per frame ({_f(m['min'], 2)}-{_f(m['max'], 2)}) = "
                          f"{_f(v['pct_of_all_cores_at_30fps'])} % of all cores at 30 fps; found "
                          f"{_f(v['faces_found_mean'], 2)}"))
+            if "with_expression_ms_per_frame" in v:
+                rows.append(("landmarker stage", f"{k} + expression net",
+                             f"{_f(v['with_expression_ms_per_frame']['median'], 2)} ms CPU per frame = "
+                             f"{_f(v['with_expression_pct_of_all_cores_at_30fps'])} % of all cores at 30 fps"))
     if "audio" in s:
         a = s["audio"]
         c = a["cpu_ms_per_audio_s"]
@@ -1718,6 +1750,14 @@ def markdown(res: dict) -> str:
             out.append(f"| {k} | {_f(x['median'], 2)} | {_f(x['min'], 2)}-{_f(x['max'], 2)} | "
                        f"{_f(v['pct_of_all_cores_at_30fps'])} | {_f(v['over_first'], 2)} | "
                        f"{_f(v['faces_found_mean'], 2)} |")
+        if any("with_expression_ms_per_frame" in v for v in s["faces"]["faces"].values()):
+            out += ["", "| + expression network per face | CPU ms per frame (median) | rounds min-max | "
+                        "% of all cores at 30 fps |", "|---|---|---|---|"]
+            for k, v in s["faces"]["faces"].items():
+                x = v.get("with_expression_ms_per_frame")
+                if x:
+                    out.append(f"| {k} | {_f(x['median'], 2)} | {_f(x['min'], 2)}-{_f(x['max'], 2)} | "
+                               f"{_f(v['with_expression_pct_of_all_cores_at_30fps'])} |")
         out.append("")
     if "audio" in s:
         a = s["audio"]
