@@ -152,29 +152,35 @@ def media(workdir: Path, video_s: float = 6.0) -> tuple[Path, Path]:
 
 
 def weights_path(workdir: Path, weights: str | None) -> tuple[str | None, str]:
-    """(path or None for the packaged default, description). Without packaged weights: random weights of the
-    default architecture (timing does not depend on the values), said so in the results."""
+    """(path or None for the packaged default, description). Without packaged weights that fit this build's
+    features (missing, or trained on another feature layout): random weights of the default architecture (timing
+    does not depend on the values), said so in the results."""
     from bridge.config import Config
-    from bridge.model.affect import default_weights_path
+    from bridge.model.affect import WeightsError, default_weights_path
+    from bridge.pipeline import load_model
 
     if weights:
         return weights, weights
+    why = "packaged weights missing"
     if default_weights_path().is_file():
-        return None, f"packaged ({default_weights_path()})"
+        try:
+            load_model(Config())
+            return None, f"packaged ({default_weights_path()})"
+        except WeightsError as e:
+            why = f"packaged weights do not fit this build's features ({str(e).splitlines()[1].strip()})"
     import torch
 
-    from bridge.features.face import FACE_DIM
-    from bridge.labels import LABELS
     from bridge.model.affect import AffectNet, save_weights
     from bridge.model.tick import feature_schema
+    from bridge.labels import LABELS
 
     cfg = Config()
     sch = feature_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
-    a = len(sch["audio_names"])
+    a, f = len(sch["audio_names"]), len(sch["face_names"])
     torch.manual_seed(0)
     p = workdir / "random-weights.pt"
-    save_weights(p, AffectNet(a + FACE_DIM + 4, a, FACE_DIM), {"labels": list(LABELS), "feature_schema": sch})
-    return str(p), "RANDOM weights of the default architecture (packaged weights missing; timing is the same)"
+    save_weights(p, AffectNet(a + f + len(sch["mask_names"]), a, f), {"labels": list(LABELS), "feature_schema": sch})
+    return str(p), f"RANDOM weights of the default architecture ({why}; timing is the same)"
 
 
 def _machine_busy() -> float:
@@ -593,11 +599,9 @@ def _optional_stage_hooks(bridge) -> list[tuple[object, str, str]]:
                 continue
             if callable(o):
                 hooks.append((obj, n, stage))
-            else:
-                for meth in ("process", "predict", "infer", "encode", "step", "probability"):
-                    if callable(getattr(o, meth, None)):
-                        hooks.append((o, meth, stage))
-                        break
+            else:  # every known method: the speech encoder has mel() and embed(), the VAD process()
+                hooks += [(o, m, stage) for m in ("process", "mel", "embed", "encode", "predict", "infer", "step")
+                          if callable(getattr(o, m, None))]
             break
     return hooks
 
@@ -627,11 +631,15 @@ def stage_table(b: dict, ncpu: int) -> dict:
         "capture": (sum(v for k, v in th.items() if k.startswith("video-decode") or k.startswith("native (av:")),
                     frames, "video file decode (a camera's grab thread on a live input)"),
     }
+    # parts of "audio evidence" that only some builds have (inside push_audio, so not added to the total)
+    for k, what in (("vad", "of which the voice-activity model"), ("encoder", "of which the speech encoder")):
+        if k in sc:
+            rows[f"  {what}"] = (g(k), states, what)
     out = {}
     for k, (cpu, n, what) in rows.items():
         out[k] = {"ms_per_unit": 1000.0 * cpu / n, "unit": "face frame" if n == frames else "state",
                   "pct_of_one_core": 100.0 * cpu / wall, "what": what}
-    accounted = sum(v[0] for v in rows.values())
+    accounted = sum(v[0] for k, v in rows.items() if not k.startswith("  "))
     out["other"] = {"ms_per_unit": 1000.0 * (b["cpu_s"] - accounted) / states, "unit": "state",
                     "pct_of_one_core": 100.0 * (b["cpu_s"] - accounted) / wall,
                     "what": "everything else: worker loops, locks, the ticker's wake-ups, health, the interpreter"}
@@ -991,28 +999,50 @@ def child_faces(spec: dict) -> None:
         min_face_detection_confidence=0.5, min_face_presence_confidence=0.5, min_tracking_confidence=0.5,
         output_face_blendshapes=True, output_facial_transformation_matrixes=True))) for k in counts}
     ts = {k: 0 for k in counts}
-    res: dict = {str(k): {"cpu_ms_per_frame": [], "found_mean": []} for k in counts}
+    res: dict = {str(k): {"cpu_ms_per_frame": [], "found_mean": [], "with_expression_ms_per_frame": []}
+                 for k in counts}
+    expr = None
+    try:  # the expression network per face, where the build has one (issue 11): FaceTracker runs it per face
+        from bridge.features.expression import FaceExpression
 
-    def go(k: int, frames_n: int, record: bool) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # as the bridge runs torch (model.threads)
+        expr = FaceExpression()
+    except ImportError:
+        pass
+    bgr = {k: [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames[k]] for k in counts}
+
+    def go(k: int, frames_n: int, record: bool, with_expr: bool = False) -> None:
         fr = frames[k]
         found = 0
         c0, t0 = time.process_time(), time.perf_counter()
         for i in range(frames_n):
             ts[k] += 33
-            found += len(lms[k].detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=fr[i % len(fr)]),
-                                                 ts[k]).face_landmarks)
+            r = lms[k].detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=fr[i % len(fr)]), ts[k])
+            found += len(r.face_landmarks)
+            if with_expr:
+                for j, marks in enumerate(r.face_landmarks):
+                    bs = np.array([c.score for c in r.face_blendshapes[j]], np.float32)
+                    expr(bgr[k][i % len(fr)], np.ascontiguousarray(marks.xyz), bs)
             rem = t0 + (i + 1) / FPS - time.perf_counter()
             if rem > 0:
                 time.sleep(rem)
         if record:
-            res[str(k)]["cpu_ms_per_frame"].append(1000.0 * (time.process_time() - c0) / frames_n)
-            res[str(k)]["found_mean"].append(found / frames_n)
+            key = "with_expression_ms_per_frame" if with_expr else "cpu_ms_per_frame"
+            res[str(k)][key].append(1000.0 * (time.process_time() - c0) / frames_n)
+            if not with_expr:
+                res[str(k)]["found_mean"].append(found / frames_n)
 
     for k in counts:
         go(k, 20, False)  # warm-up: first calls allocate
+        if expr is not None:
+            go(k, 5, False, True)
     for r in range(rounds):
         for k in counts[r % len(counts):] + counts[:r % len(counts)]:
             go(k, n, True)
+            if expr is not None:
+                go(k, n, True, True)
     for lm in lms.values():
         threading.Thread(target=lm.close, daemon=True).start()
     Path(spec["out"]).write_text(json.dumps(res))
@@ -1041,6 +1071,12 @@ def bench_faces(prof: dict, workdir: Path, face_model: str) -> dict:
                         "pct_of_one_core_at_30fps": float(np.median(c)) * FPS / 10.0,
                         "pct_of_all_cores_at_30fps": float(np.median(c)) * FPS / 10.0 / (os.cpu_count() or 1),
                         "faces_found_mean": float(np.mean(r[str(k)]["found_mean"])), "rounds": len(c)}
+        e = r[str(k)].get("with_expression_ms_per_frame") or []
+        if e:  # landmarker + the expression network on every face found
+            rows[str(k)]["with_expression_ms_per_frame"] = {"median": float(np.median(e)), "min": float(min(e)),
+                                                           "max": float(max(e))}
+            rows[str(k)]["with_expression_pct_of_all_cores_at_30fps"] = (float(np.median(e)) * FPS / 10.0
+                                                                         / (os.cpu_count() or 1))
     one = rows[str(counts[0])]["cpu_ms_per_frame"]["median"]
     for k in counts:
         rows[str(k)]["over_first"] = _ratio(rows[str(k)]["cpu_ms_per_frame"]["median"], one)
@@ -1582,6 +1618,10 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                          f"{_f(m['median'], 2)} ms CPU per frame ({_f(m['min'], 2)}-{_f(m['max'], 2)}) = "
                          f"{_f(v['pct_of_all_cores_at_30fps'])} % of all cores at 30 fps; found "
                          f"{_f(v['faces_found_mean'], 2)}"))
+            if "with_expression_ms_per_frame" in v:
+                rows.append(("landmarker stage", f"{k} + expression net",
+                             f"{_f(v['with_expression_ms_per_frame']['median'], 2)} ms CPU per frame = "
+                             f"{_f(v['with_expression_pct_of_all_cores_at_30fps'])} % of all cores at 30 fps"))
     if "audio" in s:
         a = s["audio"]
         c = a["cpu_ms_per_audio_s"]
@@ -1710,6 +1750,14 @@ def markdown(res: dict) -> str:
             out.append(f"| {k} | {_f(x['median'], 2)} | {_f(x['min'], 2)}-{_f(x['max'], 2)} | "
                        f"{_f(v['pct_of_all_cores_at_30fps'])} | {_f(v['over_first'], 2)} | "
                        f"{_f(v['faces_found_mean'], 2)} |")
+        if any("with_expression_ms_per_frame" in v for v in s["faces"]["faces"].values()):
+            out += ["", "| + expression network per face | CPU ms per frame (median) | rounds min-max | "
+                        "% of all cores at 30 fps |", "|---|---|---|---|"]
+            for k, v in s["faces"]["faces"].items():
+                x = v.get("with_expression_ms_per_frame")
+                if x:
+                    out.append(f"| {k} | {_f(x['median'], 2)} | {_f(x['min'], 2)}-{_f(x['max'], 2)} | "
+                               f"{_f(v['with_expression_pct_of_all_cores_at_30fps'])} |")
         out.append("")
     if "audio" in s:
         a = s["audio"]

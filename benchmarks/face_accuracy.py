@@ -157,6 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--workdir", default="/tmp/emotion-bridge-face-accuracy")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--videos", default="astronaut,ferplus", help="comma-separated: astronaut, ferplus")
+    ap.add_argument("--variants", default="", help="comma-separated variant names (default: all)")
     a = ap.parse_args(argv)
     from bridge.demo import make_face_video
     from bridge.features import face_model as fm
@@ -177,7 +179,11 @@ def main(argv=None) -> int:
         "face_fps_15_skip_4": {"video.skip_unchanged": 4.0, "video.face_fps": 15.0},
         "max_input_side_320": {"video.max_input_side": 320},
     }
-    res = {name: compare(v, model, variants) for name, v in videos.items()}
+    if a.variants:
+        keep = [x.strip() for x in a.variants.split(",")]
+        variants = {k: v for k, v in variants.items() if any(k.startswith(x) for x in keep)}
+    chosen = [x.strip() for x in a.videos.split(",")]
+    res = {name: compare(v, model, variants) for name, v in videos.items() if name in chosen}
     text = json.dumps(res, indent=1)
     if a.out:
         Path(a.out).write_text(text)

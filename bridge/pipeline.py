@@ -60,24 +60,6 @@ class Worker:
         return {"alive": self.thread.is_alive(), "restarts": self.restarts, "last_error": self.last_error}
 
 
-class _SingleStep:
-    """Around one model step: oneDNN (mkldnn) off. For one step of a small LSTM its kernels cost more than they
-    save (0.96 -> 0.47 ms per step here, outputs equal to 2.4e-7); the previous setting is restored, so training
-    (whole sequences, where oneDNN pays) in the same process is not affected."""
-
-    def __init__(self):
-        import torch
-
-        self._b = torch.backends.mkldnn
-
-    def __enter__(self):
-        self._was = self._b.enabled
-        self._b.enabled = False
-
-    def __exit__(self, *exc):
-        self._b.enabled = self._was
-
-
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
     model = StreamingAffectModel.load(weights or cfg.model.weights)
     rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
@@ -111,7 +93,6 @@ class Bridge:
         self.face_frames = 0
         # which camera frames the landmarker sees: at most video.face_fps, and a still frame reuses the last result
         self.gate = FrameGate.from_config(cfg.video)
-        self._single_step = _SingleStep()
         self._last_obs = None
         self._ticks_since_face = 0
         self._audio_was_lost = False
@@ -257,8 +238,7 @@ class Bridge:
     def tick(self, now: float) -> AffectState:
         t0 = time.perf_counter()
         vec, info = self.engine.vector(now)
-        with self._single_step:
-            state, prev = self.runtime.step(vec, info, now)
+        state, prev = self.runtime.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
         self.apply_sensors(state, now)
@@ -401,7 +381,6 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
-    single_step = _SingleStep()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())
     pending = next(blocks, None)
     states: list[AffectState] = []
@@ -428,8 +407,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
                 if obs is not None:  # None: a frame above video.face_fps, not analysed; the tick still comes
                     last = obs
                     engine.push_face(obs)
-                with single_step:
-                    states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
+                states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
         finally:
             tracker.close()
     else:
@@ -437,8 +415,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         while pending is not None:
             t = k / cfg.model.tick_hz
             feed_audio_until(t)
-            with single_step:
-                states.append(runtime.step(*engine.vector(t), t)[0])
+            states.append(runtime.step(*engine.vector(t), t)[0])
             k += 1
     return states
 
