@@ -281,28 +281,33 @@ def models(fetch, face_model):
 
 
 # the recipe of the shipped weights, without importing torch for every command
-_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 5, "speed_perturb": 0.1}
+_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
 
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", default="bridge/model/weights/default.pt", show_default=True, help="Weights file to write.")
 @click.option("--epochs", default=_TRAIN_DEFAULTS["epochs"], show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Network initialisation, batch order, synthetic faces.")
+@click.option("--data-seed", default=0, show_default=True,
+              help="Chaining, speed perturbation and microphone/room/noise augmentation of the training audio.")
+@click.option("--no-augment", is_flag=True, help="No microphone/room/noise augmentation (speed perturbation only).")
 @click.option("--val-actors", default="15,16,17,18", show_default=True, help="RAVDESS actors held out.")
 @click.option("--chain-sets", default=_TRAIN_DEFAULTS["chain_sets"], show_default=True,
-              help="Different random chainings of the clips (each after the first speed-perturbed).")
+              help="Different random chainings of the clips (each after the first speed-perturbed and "
+                   "through a random microphone, room and noise per speaker).")
 @click.option("--speed-perturb", default=_TRAIN_DEFAULTS["speed_perturb"], show_default=True,
               help="Chain sets after the first play each clip at a random speed within 1 ± this (0: off).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--artifacts", default="artifacts/train", show_default=True, help="Curves, confusion, report.")
 @click.option("--no-baselines", is_flag=True)
-def train(data, out, epochs, seed, val_actors, chain_sets, speed_perturb, workers, artifacts, no_baselines):
+def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, workers, artifacts,
+          no_baselines):
     """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
     _setup_logging("INFO")
     from bridge.training.train import TrainConfig, train as _train
 
-    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed,
+    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed, data_seed=data_seed, augment=not no_augment,
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
                       speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines)
     rep = _train(cfg)
