@@ -323,26 +323,43 @@ def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets
 @click.option("--actors", default="", help="Only these RAVDESS actors, e.g. 19,20,21.")
 @click.option("--out", default="artifacts/evaluate", show_default=True)
 @click.option("--workers", default=2, show_default=True)
-def evaluate(data, weights, actors, out, workers):
-    """UAR, accuracy, per-class recall, confusion matrix (PNG) and valence/arousal CCC on labelled clips."""
+@click.option("--robustness", is_flag=True,
+              help="Also the table over microphone/room conditions (clean, +20 dB, -20 dB, pink and babble noise at "
+                   "10 dB SNR, reverb RT60 0.6 s), each clip through process_files from a fresh state.")
+@click.option("--per-speaker-label", type=int, default=None,
+              help="--robustness on at most N clips per speaker and label (a seeded draw; default all).")
+def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label):
+    """UAR (each clip from a fresh state, then whole-speaker sessions), recall, confusion (PNG), valence/arousal
+    CCC on labelled clips; --robustness adds the condition table."""
     _setup_logging("INFO")
     from bridge.labels import LABELS
     from bridge.model.affect import WeightsError
     from bridge.training.train import evaluate as _evaluate
 
+    def progress(cond, r):
+        console.print(f"  {cond:>10s}: UAR {r['uar']:.1%}" + (f"   arousal high/low UAR {r['arousal_uar']:.1%}"
+                                                              if "arousal_uar" in r else ""), highlight=False)
+
     try:
-        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers)
+        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers,
+                        robustness=robustness, per_speaker_label=per_speaker_label, progress=progress)
     except WeightsError as e:
         _fail(str(e))
-    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}")
-    console.print(f"UAR {res['uar']:.1%}   accuracy {res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   "
-                  f"CCC arousal {res['ccc_arousal']:.3f}")
-    f = res["fresh_clips"]
-    console.print(f"(each clip from a fresh model state: UAR {f['uar']:.1%}, accuracy {f['accuracy']:.1%})")
-    console.print("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()), highlight=False)
-    console.print("confusion (rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
+    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}  labels {res['n_labels']}"
+                  + (f"  (skipped {res['skipped_files']} unreadable or < 0.3 s)" if res["skipped_files"] else ""))
+    console.print(f"each clip from a fresh state (a new visitor): UAR {res['uar']:.1%}   accuracy "
+                  f"{res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   CCC arousal {res['ccc_arousal']:.3f}")
+    s = res["session"]
+    console.print(f"whole-speaker sessions: UAR {s['uar']:.1%}, accuracy {s['accuracy']:.1%}")
+    console.print("recall (fresh): " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()
+                                                 if v == v), highlight=False)
+    console.print("confusion (fresh; rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
     for name, row in zip(LABELS, res["confusion"]):
         console.print(f"  {name:>9s} " + " ".join(f"{x:4d}" for x in row), highlight=False)
+    if robustness:
+        from bridge.training.robustness import format_table
+
+        console.print(format_table({Path(data).name: res["robustness"]}), highlight=False)
     console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
 
 

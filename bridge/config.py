@@ -69,6 +69,7 @@ class ModelConfig(_Strict):
     tick_hz: float = Field(30.0, ge=1, le=120)
     reset_after_s: float = Field(8.0, gt=0, le=3600)
     threads: int = Field(1, ge=1, le=16)
+    quantize: Literal["none", "int8"] = "none"
 
 
 class EventsConfig(_Strict):

@@ -90,6 +90,7 @@ def test_speed_perturbation_scales_pitch_and_duration():
     assert speed_perturb(y, 1.0) is y
 
 
+@pytest.mark.timeout(900)
 def test_small_training_run_end_to_end(tmp_path):
     """Two actors for training, one for validation, two epochs: the real trainer, cache, weights and report."""
     from bridge.training.train import TrainConfig, evaluate, train

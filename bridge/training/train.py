@@ -423,8 +423,19 @@ def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x,
     return out, sweeps
 
 
+def _mask_absent(probs: np.ndarray, present: set[int]) -> np.ndarray:
+    """Zero the labels a corpus does not have (e.g. no "calm" in the Spanish set): the argmax over its labels."""
+    p = probs.copy()
+    p[:, [k for k in range(len(LABELS)) if k not in present]] = 0.0
+    return p
+
+
 def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate", actors: set[int] | None = None,
-             workers: int = 2, cache_dir: str = ".cache/features") -> dict:
+             workers: int = 2, cache_dir: str = ".cache/features", robustness: bool = False,
+             per_speaker_label: int | None = None, progress=None) -> dict:
+    """Primary: every clip from a fresh model state (a new visitor), audio only. Secondary: each speaker's clips
+    in one session. ``robustness``: also the condition table (``bridge.training.robustness``) through
+    ``bridge.process_files``; ``per_speaker_label`` limits that table to N clips per speaker and label."""
     net, meta = load_weights(weights)
     sch = meta["feature_schema"]
     audio_cfg = AudioConfig(**sch["audio"])
@@ -432,21 +443,36 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     clips = load_dataset(data, actors)
     if not clips:
         raise SystemExit(f"no labelled clips found in {data}")
+    from bridge.training.robustness import load_clips
+
+    clips, _, skipped = load_clips(clips)  # malformed or shorter than 0.3 s: skipped and counted
+    present = {LABELS.index(c.label) for c in clips}
     cfg = TrainConfig(data=data, out="", workers=workers, cache_dir=cache_dir, audio=audio_cfg, video=video_cfg,
                       tick_hz=sch["tick_hz"])
-    seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
-    outs = [run_net(net, make_inputs(s, None)) for s in seqs]
-    res = clip_eval([o[0] for o in outs], seqs, [o[1] for o in outs])
-    res["mode"] = "session: each speaker's clips in one stream, as a visitor talking to the bridge"
     singles = _build(clips, cfg, 4243, True, "features: evaluation clips (fresh state)")
     outs = [run_net(net, make_inputs(s, None)) for s in singles]
-    fresh = clip_eval([o[0] for o in outs], singles, [o[1] for o in outs])
-    res["fresh_clips"] = {k: fresh[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
+    res = clip_eval([_mask_absent(o[0], present) for o in outs], singles, [o[1] for o in outs])
+    res["mode"] = "fresh: each clip from a fresh model state, as a new visitor"
+    seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
+    outs = [run_net(net, make_inputs(s, None)) for s in seqs]
+    sess = clip_eval([_mask_absent(o[0], present) for o in outs], seqs, [o[1] for o in outs])
+    res["session"] = {k: sess[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
+    res["session"]["mode"] = "session: each speaker's clips in one stream, as a visitor talking for minutes"
+    res["fresh_clips"] = {k: res[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
     res["speakers"] = sorted({c.speaker for c in clips})
+    res["skipped_files"] = skipped
+    res["n_labels"] = len(present)
+    if robustness:
+        from bridge.training.robustness import robustness_table, subset
+
+        res["robustness"] = robustness_table(subset(clips, per_speaker_label), weights, workers=workers,
+                                             progress=progress)
+        res["robustness"]["per_speaker_label"] = per_speaker_label
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
     (od / "evaluation.json").write_text(json.dumps(res, indent=2))
-    _plot_confusion(np.array(res["confusion"]), od / "confusion.png", f"{Path(data).name}: UAR {res['uar']:.1%}")
+    _plot_confusion(np.array(res["confusion"]), od / "confusion.png",
+                    f"{Path(data).name}, fresh state per clip: UAR {res['uar']:.1%}")
     return res
 
 
