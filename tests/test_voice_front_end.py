@@ -120,3 +120,26 @@ def test_audio_vector_does_not_move_with_gain(speech):
         worst = np.argsort(-z.mean(0))[:3]
         assert z.mean() < 0.15, [(names[k], float(z[:, k].mean())) for k in worst]
     assert not any(n.startswith(("rms_db", "logmel", "mfcc0_")) for n in names)  # no absolute level
+
+
+def test_gain_does_not_change_the_states(speech, tmp_path):
+    """The product path with the shipped weights: the same speech at +20 dB (clipped at full scale) and -20 dB
+    gives the same label sequence and nearly the same probabilities as at its own level."""
+    from bridge import process_files
+    from bridge.pipeline import probs_array
+
+    y = _at_dbfs(speech, -36.0)
+    runs = {}
+    for g in (0.0, 20.0, -20.0):
+        p = tmp_path / f"g{g:+.0f}.wav"
+        sf.write(str(p), aug.gain(y, g), 16000, subtype="FLOAT")
+        runs[g] = process_files(audio=str(p))
+    ref = runs[0.0]
+    P0 = probs_array(ref)
+    for g in (20.0, -20.0):
+        st = runs[g]
+        assert len(st) == len(ref)
+        assert [s.label for s in st] == [s.label for s in ref]
+        P = probs_array(st)
+        assert np.abs(P - P0).max(axis=1).mean() < 0.05
+        assert abs(np.mean([s.arousal for s in st]) - np.mean([s.arousal for s in ref])) < 0.05
