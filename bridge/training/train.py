@@ -52,6 +52,7 @@ class TrainConfig:
     session_cut: float = 0.3  # ...cut at chain boundaries with this probability: cold starts, as fresh visitors
     tbptt: int = 600  # ticks per truncated-BPTT chunk (20 s at 30 Hz)
     dropout: float = 0.2
+    prior_ticks: float = 150.0  # speaker adaptation: pseudo-ticks of population statistics a new voice starts from
     weight_decay: float = 1e-3
     average_from: float = 0.5  # the weights shipped are the average over the epochs after this fraction (SWA);
     # no epoch is picked by its validation score, so the validation numbers are not tuned to the validation speakers
@@ -242,7 +243,7 @@ def train(cfg: TrainConfig) -> dict:
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
-    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout)
+    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout, prior_ticks=cfg.prior_ticks)
     net.mean.copy_(torch.from_numpy(mean))
     net.std.copy_(torch.from_numpy(std))
     n_params = sum(p.numel() for p in net.parameters())
