@@ -324,17 +324,33 @@ def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets
 @click.option("--out", default="artifacts/evaluate", show_default=True)
 @click.option("--workers", default=2, show_default=True)
 @click.option("--robustness", is_flag=True,
-              help="Also the table over microphone/room conditions (clean, +20 dB, -20 dB, pink and babble noise at "
-                   "10 dB SNR, reverb RT60 0.6 s), each clip through process_files from a fresh state.")
+              help="Voice: also the table over microphone/room conditions (clean, +20 dB, -20 dB, pink and babble "
+                   "noise at 10 dB SNR, reverb RT60 0.6 s), each clip through process_files from a fresh state.")
 @click.option("--per-speaker-label", type=int, default=None,
-              help="--robustness on at most N clips per speaker and label (a seeded draw; default all).")
-def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label):
-    """UAR (each clip from a fresh state, then whole-speaker sessions), recall, confusion (PNG), valence/arousal
-    CCC on labelled clips; --robustness adds the condition table."""
+              help="Voice: --robustness on at most N clips per speaker and label (a seeded draw; default all).")
+@click.option("--limit", default=0, help="Faces: score a random subset of this many images (0: all).")
+@click.option("--through-model", is_flag=True,
+              help="Faces: also hold each face in front of the full affect model (face only) and score its label.")
+@click.option("--face-model", type=click.Path(dir_okay=False), help="Faces: MediaPipe face_landmarker.task.")
+@click.option("--min-agreement", default=0.0, show_default=True,
+              help="FER+ npz: only faces whose majority label has at least this share of the votes (clear faces).")
+def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label, limit, through_model, face_model,
+             min_agreement):
+    """UAR, accuracy, per-class recall, confusion matrix (PNG) on labelled data.
+
+    DATA is a folder of labelled clips (RAVDESS or the Spanish set's naming, or a manifest): UAR with each clip
+    from a fresh state (a new visitor; the primary number), then in whole-speaker sessions, valence/arousal CCC;
+    --robustness adds the condition table. Or faces: a FER+ npz (images + votes) or a folder of face images with
+    one sub-folder per label (happy/, sad/, ...), scored through the live face path (landmarker -> crop ->
+    expression network -> head)."""
     _setup_logging("INFO")
     from bridge.labels import LABELS
     from bridge.model.affect import WeightsError
     from bridge.training.train import evaluate as _evaluate
+
+    if _is_face_data(Path(data)):
+        _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement)
+        return
 
     def progress(cond, r):
         console.print(f"  {cond:>10s}: UAR {r['uar']:.1%}" + (f"   arousal high/low UAR {r['arousal_uar']:.1%}"
@@ -360,6 +376,39 @@ def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label)
         from bridge.training.robustness import format_table
 
         console.print(format_table({Path(data).name: res["robustness"]}), highlight=False)
+    console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
+
+
+def _is_face_data(p: Path) -> bool:
+    from bridge.training.face_eval import IMAGE_EXT, folder_label
+
+    if p.is_file():
+        return p.suffix == ".npz"
+    subs = [d for d in p.iterdir() if d.is_dir() and folder_label(d.name)]
+    return bool(subs) and any(f.suffix.lower() in IMAGE_EXT for d in subs for f in d.iterdir())
+
+
+def _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement=0.0):
+    from bridge.features.expression import EXPRESSION_LABELS
+    from bridge.model.affect import WeightsError
+    from bridge.training.face_eval import evaluate_faces
+
+    out = out if out != "artifacts/evaluate" else "artifacts/evaluate-faces"
+    try:
+        res = evaluate_faces(data, out, limit, face_model, through_model, weights, min_agreement=min_agreement)
+    except (FileNotFoundError, WeightsError) as e:
+        _fail(str(e))
+    for key, title in (("face_path", "face path (landmarker -> crop -> network -> head)"),
+                       ("affect_model_face_only", "affect model, face only")):
+        if key not in res:
+            continue
+        r = res[key]
+        console.print(f"{title}: {r['n']} faces, accuracy {r['accuracy']:.1%}, UAR {r['uar']:.1%} "
+                      f"(no face found: {r['no_face']})")
+        console.print("  recall: " + "  ".join(f"{k} {v:.0%}" for k, v in r["recall"].items()), highlight=False)
+    console.print("confusion (rows true, cols predicted, last: no face): " + " ".join(n[:4] for n in EXPRESSION_LABELS))
+    for name, row in zip(EXPRESSION_LABELS, res["face_path"]["confusion"]):
+        console.print(f"  {name:>9s} " + " ".join(f"{x:5d}" for x in row), highlight=False)
     console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
 
 

@@ -55,6 +55,12 @@ class VideoConfig(_Strict):
     window_s: float = Field(0.5, ge=0.05, le=5)
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
     max_input_side: int = Field(640, ge=64, le=4096)
+    # per-visitor neutral calibration of the face evidence (bridge/features/calibration.py): "auto" takes the first
+    # calibration_s seconds of low expression as the resting face, "command" waits for the calibrate command,
+    # "off" never corrects; forgotten after calibration_forget_s without a face (the visitor left)
+    calibration: Literal["auto", "command", "off"] = "auto"
+    calibration_s: float = Field(2.0, gt=0, le=60)
+    calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 
 
 class SourcesConfig(_Strict):

@@ -44,6 +44,10 @@ class FeatureEngine:
                  use_face: bool = True):
         self.audio = AudioFeatures(audio_cfg)
         self.face = FaceWindow(video_cfg.window_s)
+        from bridge.features.calibration import NeutralCalibration, neutral_reference
+
+        self.calibration = NeutralCalibration(video_cfg.calibration, video_cfg.calibration_s,
+                                              video_cfg.calibration_forget_s, neutral_reference())
         self.use_audio, self.use_face = use_audio, use_face
         self.lock = threading.Lock()
         self.audio_muted = False
@@ -58,6 +62,7 @@ class FeatureEngine:
         with self.lock:
             self.audio.reset()
             self.face.reset()
+            self.calibration.reset()
             self.t_audio: float | None = None  # capture time just after the newest audio sample
             self.t_face: float | None = None  # newest face observation (present or not)
             self.t_face_present: float | None = None
@@ -75,10 +80,16 @@ class FeatureEngine:
 
     def push_face(self, obs: FaceObservation) -> None:
         with self.lock:
+            obs = self.calibration.apply(obs)  # relative to this visitor's resting face, once it is known
             self.face.push(obs)
             self.t_face = obs.t_capture
             if obs.present:
                 self.t_face_present = obs.t_capture
+
+    def calibrate(self, seconds: float | None = None) -> None:
+        """Take the next ``seconds`` of face as this visitor's resting face."""
+        with self.lock:
+            self.calibration.start(seconds)
 
     def vector(self, now: float) -> tuple[np.ndarray, TickInfo]:
         with self.lock:

@@ -21,6 +21,7 @@ import numpy as np
 from bridge import clock
 from bridge.config import Config
 from bridge.engine import AffectRuntime, FeatureEngine
+from bridge.features.calibration import describe as describe_calibration
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 from bridge.model.affect import StreamingAffectModel, WeightsError
@@ -243,7 +244,8 @@ class Bridge:
             src[name] = s.health() if s is not None else {"status": "off"}
         h = {"sources": src, "workers": {w.name: w.health() for w in self.workers},
              "model": {"resets": self.runtime.resets, "seq": self.runtime.seq,
-                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted}},
+                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted},
+                       "face_calibration": describe_calibration(self.engine.calibration)},
              "t": clock.wall_now()}
         if self.hub:
             h["outputs"] = self.hub.health()
@@ -293,6 +295,17 @@ class Bridge:
             else:
                 setattr(self.engine, "face_muted" if target == "face" else "audio_muted", bool(on))
                 detail = f"{target} {'muted' if on else 'unmuted'}"
+        elif cmd == "calibrate":
+            sec = msg.get("seconds", self.cfg.video.calibration_s)
+            if not isinstance(sec, (int, float)) or isinstance(sec, bool) or not (0.2 <= sec <= 30):
+                ok, detail = False, "calibrate takes seconds between 0.2 and 30 (default video.calibration_s)"
+            elif self.cfg.video.calibration == "off" or self.engine.calibration.reference is None:
+                ok, detail = False, ("face calibration is off (video.calibration: off)"
+                                     if self.cfg.video.calibration == "off" else
+                                     "face calibration unavailable: the FER+ head's neutral reference is missing")
+            else:
+                self.engine.calibrate(float(sec))
+                detail = f"calibrating: the next {float(sec):g} s of face are the visitor's resting face"
         elif cmd == "rate":
             hz = msg.get("hz")
             if not isinstance(hz, (int, float)) or isinstance(hz, bool) or not (1 <= hz <= 120):
@@ -309,7 +322,8 @@ class Bridge:
                 self.hub.publish_health(self.health())
             detail = "health sent"
         else:
-            ok, detail = False, f"unknown command {cmd!r}; known: reset, mute, rate, record_start, record_stop, status"
+            ok, detail = False, f"unknown command {cmd!r}; known: reset, calibrate, mute, rate, record_start, record_stop, "
+                                 "status"
         if not ok:
             log.info("refused command %r: %s", msg, detail)
         return {"type": "ack", "cmd": cmd if isinstance(cmd, str) else None, "ok": ok, "detail": detail}

@@ -40,15 +40,28 @@ class FaceObservation:
     pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
     size: float = 0.0
     landmarks: np.ndarray | None = field(default=None, repr=False)  # (478, 3) normalised, for the preview
+    # the face path's 7 expression probabilities (bridge.features.expression.EXPRESSION_LABELS order), None when
+    # the tracker runs without the expression network
+    expression: np.ndarray | None = field(default=None, repr=False)
+
+
+# the expression network's labels (bridge.features.expression.EXPRESSION_LABELS; repeated here so that this module
+# does not import torch)
+EXPRESSION_NAMES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+N_EXPRESSIONS = len(EXPRESSION_NAMES)
 
 
 def face_window_names() -> list[str]:
     n = [f"bs_{b}_mean" for b in BLENDSHAPE_NAMES] + [f"bs_{b}_std" for b in BLENDSHAPE_NAMES]
     n += ["yaw_mean", "pitch_mean", "roll_mean", "yaw_std", "pitch_std", "roll_std", "size_mean", "present_frac"]
+    n += [f"expr_{e}_mean" for e in EXPRESSION_NAMES] + [f"expr_{e}_std" for e in EXPRESSION_NAMES]
+    n += ["expr_frac"]
     return n
 
 
 FACE_DIM = len(face_window_names())
+PRESENT_FRAC = face_window_names().index("present_frac")  # index of the fraction of frames with a face
+EXPR_MEAN = face_window_names().index(f"expr_{EXPRESSION_NAMES[0]}_mean")  # first of the 7 expression means
 
 
 class FaceWindow:
@@ -85,6 +98,13 @@ class FaceWindow:
         out[k + 3:k + 6] = pose.std(0)
         out[k + 6] = float(np.mean([o.size for o in present]))
         out[k + 7] = len(present) / len(obs)
+        ex = [o.expression for o in present if o.expression is not None]
+        if ex:  # the expression probabilities of the frames whose crop the network saw
+            e = np.stack(ex).astype(np.float32)
+            k += 8
+            out[k:k + N_EXPRESSIONS] = e.mean(0)
+            out[k + N_EXPRESSIONS:k + 2 * N_EXPRESSIONS] = e.std(0)
+            out[k + 2 * N_EXPRESSIONS] = len(ex) / len(present)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -106,7 +126,11 @@ def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
 class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
-    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640):
+    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
+                 running_mode: str = "video", expression: bool = True):
+        """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
+        "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
+        ``expression``: run the expression network on each face's crop (one small network call per face)."""
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
@@ -114,7 +138,7 @@ class FaceTracker:
         self._mp = mp
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=RunningMode.VIDEO,
+            running_mode=RunningMode.IMAGE if running_mode == "image" else RunningMode.VIDEO,
             num_faces=1,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
@@ -125,6 +149,12 @@ class FaceTracker:
         self._landmarker = FaceLandmarker.create_from_options(opts)
         self._max_side = max_input_side
         self._last_ts = -1
+        self._video = running_mode != "image"
+        self._expr = None
+        if expression:
+            from bridge.features.expression import FaceExpression
+
+            self._expr = FaceExpression()
 
     def process(self, image, t_capture: float) -> FaceObservation:
         """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
@@ -133,14 +163,19 @@ class FaceTracker:
         img = sanitize_frame(image)
         if img is None:
             return FaceObservation(t_capture, False)
+        full = img
         h, w = img.shape[:2]
         s = self._max_side / max(h, w)
         if s < 1.0:
             img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        ts = max(int(t_capture * 1000), self._last_ts + 1)
-        self._last_ts = ts
-        res = self._landmarker.detect_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), ts)
+        mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        if self._video:
+            ts = max(int(t_capture * 1000), self._last_ts + 1)
+            self._last_ts = ts
+            res = self._landmarker.detect_for_video(mp_image, ts)
+        else:
+            res = self._landmarker.detect(mp_image)
         if not res.face_landmarks:
             return FaceObservation(t_capture, False)
         bs = np.zeros(N_BLENDSHAPES, np.float32)
@@ -152,7 +187,8 @@ class FaceTracker:
             pose = euler_from_matrix(res.facial_transformation_matrixes[0])
         lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
-        return FaceObservation(t_capture, True, bs, pose, size, lm)
+        expr = self._expr(full, lm, bs) if self._expr is not None else None
+        return FaceObservation(t_capture, True, bs, pose, size, lm, expr)
 
     def close(self, timeout: float = 1.0) -> None:
         """Release the landmarker, waiting at most ``timeout`` seconds. MediaPipe's own close() also uploads the

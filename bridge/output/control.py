@@ -1,6 +1,7 @@
 """Control from the patch over OSC: ``/bridge/cmd/<name> [args]`` -> the same command handler as the WebSocket.
 
     /bridge/cmd/reset                 reset the model state (a new visitor)
+    /bridge/cmd/calibrate   [f]       the next f seconds (default video.calibration_s) of face are the resting face
     /bridge/cmd/mute_face   i         1 mutes the face path, 0 unmutes
     /bridge/cmd/mute_voice  i         1 mutes the voice path, 0 unmutes
     /bridge/cmd/rate        f         tick rate in Hz (1-120)
@@ -35,6 +36,8 @@ def osc_to_command(address: str, args: tuple) -> dict:
         return {"cmd": "mute", "target": name[5:], "on": bool(a) if isinstance(a, (int, float)) else a}
     if name == "rate":
         return {"cmd": "rate", "hz": a}
+    if name == "calibrate":
+        return {"cmd": "calibrate", **({"seconds": a} if a is not None else {})}
     if name == "record_start":
         return {"cmd": "record_start", **({"path": a} if isinstance(a, str) else {})}
     return {"cmd": name}

@@ -21,6 +21,7 @@ from bridge.model.tick import feature_schema
 from bridge.training import metrics as M
 from bridge.training.baselines import WindowClassifier, ema, one_euro
 from bridge.training.build import Sequence, build_sequences, face_block
+from bridge.training.face_real import default_bank
 from bridge.training.data import Clip, file_digest, load_dataset
 
 log = logging.getLogger(__name__)
@@ -234,11 +235,12 @@ def train(cfg: TrainConfig) -> dict:
     val_single = _build(va_clips, cfg, cfg.data_seed * 1000 + 778, True, "features: validation clips")
 
     rng = np.random.default_rng(cfg.seed)
-    prog, tick = _progress("synthetic face evidence", len(train_seqs))
+    bank = default_bank(Path(cfg.cache_dir))  # real faces (FER+) for the face evidence; None: synthetic
+    prog, tick = _progress("real-face evidence" if bank is not None else "synthetic face evidence", len(train_seqs))
     with prog:
         faces = []
         for s in train_seqs:
-            faces.append(face_block(s, cfg.tick_hz, cfg.video, rng, "face"))
+            faces.append(face_block(s, cfg.tick_hz, cfg.video, rng, "face", bank))
             tick()
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
