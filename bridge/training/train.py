@@ -50,7 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     class_balance: bool = True  # weight the loss by inverse label frequency (RAVDESS has half as much neutral)
     sessions: bool = True  # train on whole-speaker sessions (truncated BPTT), as the validation sessions run
-    session_cut: float = 0.3  # ...cut at chain boundaries with this probability: cold starts, as fresh visitors
+    session_cut: float = 0.6  # ...cut at chain boundaries with this probability: cold starts, as fresh visitors
     tbptt: int = 600  # ticks per truncated-BPTT chunk (20 s at 30 Hz)
     dropout: float = 0.2
     prior_ticks: float = 150.0  # speaker adaptation: pseudo-ticks of population statistics a new voice starts from
