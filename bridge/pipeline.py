@@ -322,8 +322,8 @@ class Bridge:
                 self.hub.publish_health(self.health())
             detail = "health sent"
         else:
-            ok, detail = False, f"unknown command {cmd!r}; known: reset, calibrate, mute, rate, record_start, record_stop, "
-                                 "status"
+            ok, detail = False, (f"unknown command {cmd!r}; known: reset, calibrate, mute, rate, record_start, "
+                                 "record_stop, status")
         if not ok:
             log.info("refused command %r: %s", msg, detail)
         return {"type": "ack", "cmd": cmd if isinstance(cmd, str) else None, "ok": ok, "detail": detail}
