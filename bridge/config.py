@@ -59,6 +59,7 @@ class VideoConfig(_Strict):
     # calibration_s seconds of low expression as the resting face, "command" waits for the calibrate command,
     # "off" never corrects; forgotten after calibration_forget_s without a face (the visitor left)
     calibration: Literal["auto", "command", "off"] = "auto"
+    small_faces: bool = True  # look for far-away faces (narrower than ~1/5 of the frame) in parts of the frame
     calibration_s: float = Field(2.0, gt=0, le=60)
     calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 

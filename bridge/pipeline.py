@@ -360,7 +360,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         from bridge.features.face import FaceTracker
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
-                              cfg.video.max_input_side)
+                              cfg.video.max_input_side, small_faces=cfg.video.small_faces)
         try:
             for frame in iter_video_file(str(video)):
                 feed_audio_until(frame.t_capture)

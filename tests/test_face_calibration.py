@@ -109,8 +109,8 @@ def test_calibrate_command_uses_the_next_seconds(observations):
     assert eng.calibration.status() == "calibrated"
 
 
-def test_auto_calibration_skips_smiles_and_talking():
-    """A visitor who arrives smiling (or talking) is not taken as smiling at rest."""
+def test_auto_calibration_skips_smiles_talking_and_strong_expressions():
+    """A visitor who arrives smiling, talking or frowning hard is not taken as looking like that at rest."""
     ref = (np.full(52, 0.05, np.float32), np.log(np.array([0.8, 0.05, 0.05, 0.03, 0.03, 0.02, 0.02], np.float32)))
     cal = NeutralCalibration("auto", 1.0, 8.0, ref)
     smile = np.array([0.1, 0.8, 0.02, 0.02, 0.02, 0.02, 0.02], np.float32)
@@ -122,3 +122,44 @@ def test_auto_calibration_skips_smiles_and_talking():
     for i in range(90):
         cal.apply(FaceObservation(3 + i / 30, True, bs, expression=np.roll(smile, 1)))
     assert not cal.calibrated
+    angry = np.array([0.05, 0.01, 0.02, 0.88, 0.02, 0.01, 0.01], np.float32)
+    for i in range(90):
+        cal.apply(FaceObservation(6 + i / 30, True, np.full(52, 0.1, np.float32), expression=angry))
+    assert not cal.calibrated
+    mild = np.array([0.35, 0.01, 0.55, 0.05, 0.02, 0.01, 0.01], np.float32)  # looks a little sad at rest
+    for i in range(90):
+        cal.apply(FaceObservation(9 + i / 30, True, np.full(52, 0.1, np.float32), expression=mild))
+    assert cal.calibrated
+
+
+def test_calibrate_command_over_osc_and_websocket_form(tmp_path):
+    """The OSC form maps onto the same command; the bridge acknowledges it, refuses bad arguments, and reports the
+    calibration in its health message."""
+    import torch
+
+    from bridge.config import load_config
+    from bridge.features.face import FACE_DIM
+    from bridge.labels import LABELS
+    from bridge.model.affect import AffectNet, StreamingAffectModel, save_weights
+    from bridge.model.tick import feature_schema
+    from bridge.output.control import osc_to_command
+    from bridge.pipeline import Bridge
+
+    assert osc_to_command("/bridge/cmd/calibrate", ()) == {"cmd": "calibrate"}
+    assert osc_to_command("/bridge/cmd/calibrate", (3.0,)) == {"cmd": "calibrate", "seconds": 3.0}
+    cfg = Config()
+    sch = feature_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
+    a = len(sch["audio_names"])
+    torch.manual_seed(0)
+    w = tmp_path / "w.pt"
+    save_weights(w, AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=8, proj=8), {"labels": list(LABELS),
+                                                                                  "feature_schema": sch})
+    b = Bridge(load_config(None, {"model.weights": str(w)}), StreamingAffectModel.load(str(w)))
+    ack = b.handle_command({"cmd": "calibrate"})
+    assert ack["ok"] and "2 s" in ack["detail"] and b.engine.calibration.status() == "calibrating"
+    assert b.handle_command({"cmd": "calibrate", "seconds": "long"})["ok"] is False
+    assert b.handle_command({"cmd": "calibrate", "seconds": 99})["ok"] is False
+    assert b.health()["model"]["face_calibration"]["status"] == "calibrating"
+    off = Bridge(load_config(None, {"model.weights": str(w), "video.calibration": "off"}),
+                 StreamingAffectModel.load(str(w)))
+    assert off.handle_command({"cmd": "calibrate"})["ok"] is False

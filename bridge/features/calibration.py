@@ -9,7 +9,8 @@ maps onto the average neutral face the affect model knows from training).
 The resting face comes from
 
 * ``auto`` (default): the visitor's first ``seconds`` of *low expression* -- face steady (no fast change), mouth
-  not open (not talking), no clear smile or surprise -- gathered while they are in view; or
+  not open (not talking), no smile or surprise, no expression above ``STRONG`` -- gathered while they are in
+  view; or
 * the ``calibrate`` command (OSC ``/bridge/cmd/calibrate [seconds]``, WebSocket ``{"cmd":"calibrate"}``): the
   next ``seconds`` of face, whatever it shows (the visitor is asked to relax).
 
@@ -30,6 +31,7 @@ _HAPPY, _SURPRISED = EXPRESSION_NAMES.index("happy"), EXPRESSION_NAMES.index("su
 _JAW = BS_INDEX["jawOpen"]
 MAX_SHIFT = 3.0  # at most this much log-probability correction per label
 STEADY = 0.03  # mean absolute blendshape change per frame below this: a steady face
+STRONG = 0.75  # a non-neutral expression probability above this is an expression, never a resting face
 _REF_CACHE: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
 
@@ -126,7 +128,10 @@ class NeutralCalibration:
         if self.mode != "auto" or self.calibrated:
             return
         steady = self._prev is not None and float(np.mean(np.abs(bs - self._prev))) < STEADY
-        low = probs[_HAPPY] < 0.5 and probs[_SURPRISED] < 0.5 and bs[_JAW] < 0.25
+        # low expression: no smile or surprise, mouth not open, and no expression shown clearly (a resting face
+        # may look a little sad or stern; a strong frown is an expression, not a resting face)
+        low = (probs[_HAPPY] < 0.5 and probs[_SURPRISED] < 0.5 and bs[_JAW] < 0.25
+               and float(np.max(probs[1:])) < STRONG)
         if steady and low:
             self._bs.append(bs)
             self._logp.append(logp)

@@ -127,10 +127,13 @@ class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
-                 running_mode: str = "video", expression: bool = True):
+                 running_mode: str = "video", expression: bool = True, small_faces: bool = True):
         """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
         "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
-        ``expression``: run the expression network on each face's crop (one small network call per face)."""
+        ``expression``: run the expression network on each face's crop (one small network call per face).
+        ``small_faces``: when the frame shows no face, look for a small (far away) one in a quarter of the frame
+        (every third such frame, cycling over the centre and the four quadrants), then follow it in a region
+        around it; MediaPipe's detector alone misses faces narrower than about a fifth of the frame."""
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
@@ -147,6 +150,11 @@ class FaceTracker:
             output_facial_transformation_matrixes=True,
         )
         self._landmarker = FaceLandmarker.create_from_options(opts)
+        self._small = small_faces
+        self._small_opts = (FaceLandmarker, opts, RunningMode)
+        self._roi_landmarker = None
+        self._roi: tuple[int, int, int, int] | None = None  # x0, y0, w, h of the region a small face is in
+        self._misses = 0
         self._max_side = max_input_side
         self._last_ts = -1
         self._video = running_mode != "image"
@@ -176,6 +184,9 @@ class FaceTracker:
             res = self._landmarker.detect_for_video(mp_image, ts)
         else:
             res = self._landmarker.detect(mp_image)
+        region = None
+        if not res.face_landmarks and self._small:
+            res, region = self._small_face(full)
         if not res.face_landmarks:
             return FaceObservation(t_capture, False)
         bs = np.zeros(N_BLENDSHAPES, np.float32)
@@ -186,14 +197,55 @@ class FaceTracker:
         if res.facial_transformation_matrixes:
             pose = euler_from_matrix(res.facial_transformation_matrixes[0])
         lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32)
+        if region is not None:  # region-normalised -> frame-normalised
+            x0, y0, rw, rh = region
+            fh, fw = full.shape[:2]
+            lm = lm * np.array([rw / fw, rh / fh, rw / fw], np.float32) + np.array([x0 / fw, y0 / fh, 0], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
         expr = self._expr(full, lm, bs) if self._expr is not None else None
         return FaceObservation(t_capture, True, bs, pose, size, lm, expr)
+
+    def _small_face(self, frame: np.ndarray):
+        """No face in the whole frame: search a region (the last small face's, else the next of five search
+        regions every third frame). Returns (MediaPipe result, region or None)."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        roi = self._roi
+        if roi is None:
+            self._misses += 1
+            if self._misses % 3:
+                return _NO_FACE, None
+            k = (self._misses // 3 - 1) % 5
+            rw, rh = w // 2, h // 2
+            x0, y0 = [(w // 4, h // 4), (0, 0), (w - rw, 0), (0, h - rh), (w - rw, h - rh)][k]
+            roi = (x0, y0, rw, rh)
+        if self._roi_landmarker is None:
+            FaceLandmarker, opts, RunningMode = self._small_opts
+            opts.running_mode = RunningMode.IMAGE
+            self._roi_landmarker = FaceLandmarker.create_from_options(opts)
+        x0, y0, rw, rh = roi
+        rgb = np.ascontiguousarray(cv2.cvtColor(frame[y0:y0 + rh, x0:x0 + rw], cv2.COLOR_BGR2RGB))
+        res = self._roi_landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        if not res.face_landmarks:
+            self._roi = None
+            return res, None
+        # follow the face: next frame's region is centred on it, four face heights wide (within the frame)
+        p = np.array([(q.x * rw + x0, q.y * rh + y0) for q in res.face_landmarks[0]])
+        side = int(min(max(4 * (p[:, 1].max() - p[:, 1].min()), 64), w, h))
+        cx, cy = p.mean(0)
+        nx = int(np.clip(cx - side / 2, 0, w - side))
+        ny = int(np.clip(cy - side / 2, 0, h - side))
+        self._roi = (nx, ny, side, side)
+        return res, roi
 
     def close(self, timeout: float = 1.0) -> None:
         """Release the landmarker, waiting at most ``timeout`` seconds. MediaPipe's own close() also uploads the
         library's usage metrics to play.googleapis.com; where a DNS server does not answer, that lookup alone
         takes 5-10 s, so close() runs in a daemon thread and is left behind if it takes longer."""
+        roi, self._roi_landmarker = self._roi_landmarker, None
+        if roi is not None:
+            threading.Thread(target=roi.close, name="face-landmarker-close", daemon=True).start()
         lm, self._landmarker = self._landmarker, None
         if lm is None:
             return
@@ -203,6 +255,13 @@ class FaceTracker:
         if t.is_alive():
             logging.getLogger(__name__).info("MediaPipe FaceLandmarker.close() still busy after %.1f s (its usage "
                                              "metrics upload waits for the network); not waiting for it", timeout)
+
+
+class _NoFace:
+    face_landmarks: list = []
+
+
+_NO_FACE = _NoFace()
 
 
 def sanitize_frame(image) -> np.ndarray | None:

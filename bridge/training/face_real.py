@@ -395,10 +395,11 @@ def ferplus_dir() -> Path | None:
 
 def bank_tag(model_path: str) -> str:
     """Settings the bank depends on: extraction, the landmarker, the network weights and the head recipe."""
-    from bridge.features.expression import CROP_DOWN, CROP_SIDE, DEFAULT_WEIGHTS
+    from bridge.features.expression import (CROP_DOWN, CROP_SIDE, DEFAULT_WEIGHTS, LOW_LIGHT_MEAN,
+                                            LOW_LIGHT_TARGET)
     from bridge.features.face_model import sha256
 
-    s = json.dumps({"bank": BANK_VERSION, "mp": _settings_tag(model_path), "crop": [CROP_SIDE, CROP_DOWN],
+    s = json.dumps({"bank": BANK_VERSION, "mp": _settings_tag(model_path), "crop": [CROP_SIDE, CROP_DOWN, LOW_LIGHT_MEAN, LOW_LIGHT_TARGET],
                     "net": sha256(DEFAULT_WEIGHTS)[:16], "head": HEAD_CONFIG})
     return hashlib.sha256(s.encode()).hexdigest()[:12]
 
