@@ -299,28 +299,33 @@ def models(fetch, face_model):
 
 
 # the recipe of the shipped weights, without importing torch for every command
-_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 5, "speed_perturb": 0.1}
+_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
 
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", default="bridge/model/weights/default.pt", show_default=True, help="Weights file to write.")
 @click.option("--epochs", default=_TRAIN_DEFAULTS["epochs"], show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Network initialisation, batch order, synthetic faces.")
+@click.option("--data-seed", default=0, show_default=True,
+              help="Chaining, speed perturbation and microphone/room/noise augmentation of the training audio.")
+@click.option("--no-augment", is_flag=True, help="No microphone/room/noise augmentation (speed perturbation only).")
 @click.option("--val-actors", default="15,16,17,18", show_default=True, help="RAVDESS actors held out.")
 @click.option("--chain-sets", default=_TRAIN_DEFAULTS["chain_sets"], show_default=True,
-              help="Different random chainings of the clips (each after the first speed-perturbed).")
+              help="Different random chainings of the clips (each after the first speed-perturbed and "
+                   "through a random microphone, room and noise per speaker).")
 @click.option("--speed-perturb", default=_TRAIN_DEFAULTS["speed_perturb"], show_default=True,
               help="Chain sets after the first play each clip at a random speed within 1 ± this (0: off).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--artifacts", default="artifacts/train", show_default=True, help="Curves, confusion, report.")
 @click.option("--no-baselines", is_flag=True)
-def train(data, out, epochs, seed, val_actors, chain_sets, speed_perturb, workers, artifacts, no_baselines):
+def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, workers, artifacts,
+          no_baselines):
     """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
     _setup_logging("INFO")
     from bridge.training.train import TrainConfig, train as _train
 
-    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed,
+    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed, data_seed=data_seed, augment=not no_augment,
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
                       speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines)
     rep = _train(cfg)
@@ -336,18 +341,26 @@ def train(data, out, epochs, seed, val_actors, chain_sets, speed_perturb, worker
 @click.option("--actors", default="", help="Only these RAVDESS actors, e.g. 19,20,21.")
 @click.option("--out", default="artifacts/evaluate", show_default=True)
 @click.option("--workers", default=2, show_default=True)
+@click.option("--robustness", is_flag=True,
+              help="Voice: also the table over microphone/room conditions (clean, +20 dB, -20 dB, pink and babble "
+                   "noise at 10 dB SNR, reverb RT60 0.6 s), each clip through process_files from a fresh state.")
+@click.option("--per-speaker-label", type=int, default=None,
+              help="Voice: --robustness on at most N clips per speaker and label (a seeded draw; default all).")
 @click.option("--limit", default=0, help="Faces: score a random subset of this many images (0: all).")
 @click.option("--through-model", is_flag=True,
               help="Faces: also hold each face in front of the full affect model (face only) and score its label.")
 @click.option("--face-model", type=click.Path(dir_okay=False), help="Faces: MediaPipe face_landmarker.task.")
 @click.option("--min-agreement", default=0.0, show_default=True,
               help="FER+ npz: only faces whose majority label has at least this share of the votes (clear faces).")
-def evaluate(data, weights, actors, out, workers, limit, through_model, face_model, min_agreement):
+def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label, limit, through_model, face_model,
+             min_agreement):
     """UAR, accuracy, per-class recall, confusion matrix (PNG) on labelled data.
 
-    DATA is a folder of labelled clips (RAVDESS naming or a manifest: valence/arousal CCC too), or faces: a FER+
-    npz (images + votes) or a folder of face images with one sub-folder per label (happy/, sad/, ...), scored
-    through the live face path (landmarker -> crop -> expression network -> head)."""
+    DATA is a folder of labelled clips (RAVDESS or the Spanish set's naming, or a manifest): UAR with each clip
+    from a fresh state (a new visitor; the primary number), then in whole-speaker sessions, valence/arousal CCC;
+    --robustness adds the condition table. Or faces: a FER+ npz (images + votes) or a folder of face images with
+    one sub-folder per label (happy/, sad/, ...), scored through the live face path (landmarker -> crop ->
+    expression network -> head)."""
     _setup_logging("INFO")
     from bridge.labels import LABELS
     from bridge.model.affect import WeightsError
@@ -357,19 +370,30 @@ def evaluate(data, weights, actors, out, workers, limit, through_model, face_mod
         _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement)
         return
 
+    def progress(cond, r):
+        console.print(f"  {cond:>10s}: UAR {r['uar']:.1%}" + (f"   arousal high/low UAR {r['arousal_uar']:.1%}"
+                                                              if "arousal_uar" in r else ""), highlight=False)
+
     try:
-        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers)
+        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers,
+                        robustness=robustness, per_speaker_label=per_speaker_label, progress=progress)
     except WeightsError as e:
         _fail(str(e))
-    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}")
-    console.print(f"UAR {res['uar']:.1%}   accuracy {res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   "
-                  f"CCC arousal {res['ccc_arousal']:.3f}")
-    f = res["fresh_clips"]
-    console.print(f"(each clip from a fresh model state: UAR {f['uar']:.1%}, accuracy {f['accuracy']:.1%})")
-    console.print("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()), highlight=False)
-    console.print("confusion (rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
+    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}  labels {res['n_labels']}"
+                  + (f"  (skipped {res['skipped_files']} unreadable or < 0.3 s)" if res["skipped_files"] else ""))
+    console.print(f"each clip from a fresh state (a new visitor): UAR {res['uar']:.1%}   accuracy "
+                  f"{res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   CCC arousal {res['ccc_arousal']:.3f}")
+    s = res["session"]
+    console.print(f"whole-speaker sessions: UAR {s['uar']:.1%}, accuracy {s['accuracy']:.1%}")
+    console.print("recall (fresh): " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()
+                                                 if v == v), highlight=False)
+    console.print("confusion (fresh; rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
     for name, row in zip(LABELS, res["confusion"]):
         console.print(f"  {name:>9s} " + " ".join(f"{x:4d}" for x in row), highlight=False)
+    if robustness:
+        from bridge.training.robustness import format_table
+
+        console.print(format_table({Path(data).name: res["robustness"]}), highlight=False)
     console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
 
 

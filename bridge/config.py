@@ -40,7 +40,7 @@ class AudioConfig(_Strict):
     n_mfcc: int = Field(13, ge=4, le=40)
     pitch_min_hz: float = Field(65.0, ge=30, le=400)
     pitch_max_hz: float = Field(500.0, ge=100, le=2000)
-    vad_threshold_db: float = Field(-45.0, ge=-100, le=0)
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class VideoConfig(_Strict):
@@ -79,6 +79,7 @@ class ModelConfig(_Strict):
     tick_hz: float = Field(30.0, ge=1, le=120)
     reset_after_s: float = Field(8.0, gt=0, le=3600)
     threads: int = Field(1, ge=1, le=16)
+    quantize: Literal["none", "int8"] = "none"
 
 
 class EventsConfig(_Strict):

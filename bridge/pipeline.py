@@ -61,7 +61,7 @@ class Worker:
 
 
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
-    model = StreamingAffectModel.load(weights or cfg.model.weights)
+    model = StreamingAffectModel.load(weights or cfg.model.weights, cfg.model.quantize)
     rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
     problems = rt.check_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     if problems:
