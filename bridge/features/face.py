@@ -131,9 +131,10 @@ class FaceTracker:
         """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
         "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
         ``expression``: run the expression network on each face's crop (one small network call per face).
-        ``small_faces``: when the frame shows no face, look for a small (far away) one in a quarter of the frame
-        (every third such frame, cycling over the centre and the four quadrants), then follow it in a region
-        around it; MediaPipe's detector alone misses faces narrower than about a fifth of the frame."""
+        ``small_faces``: when the frame shows no face, look for a small (far away) one in a part of the frame
+        (2/5 of its width and height; every second such frame, cycling over a 3x3 grid, the centre first), then
+        follow it in a region around it; MediaPipe's detector alone misses faces narrower than about a fifth of
+        the frame."""
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
@@ -213,19 +214,22 @@ class FaceTracker:
         return FaceObservation(t_capture, True, bs, pose, size, lm, expr)
 
     def _small_face(self, frame: np.ndarray):
-        """No face in the whole frame: search a region (the last small face's, else the next of five search
-        regions every third frame). Returns (MediaPipe result, region or None)."""
+        """No face in the whole frame: search a region (the last small face's, else the next of nine search
+        regions every second frame). Returns (MediaPipe result, region or None)."""
         import cv2
 
         h, w = frame.shape[:2]
         roi = self._roi
         if roi is None:
             self._misses += 1
-            if self._misses % 3:
+            if self._misses % 2:
                 return _NO_FACE, None
-            k = (self._misses // 3 - 1) % 5
-            rw, rh = w // 2, h // 2
-            x0, y0 = [(w // 4, h // 4), (0, 0), (w - rw, 0), (0, h - rh), (w - rw, h - rh)][k]
+            k = (self._misses // 2 - 1) % 9
+            rw, rh = int(w / 2.5), int(h / 2.5)
+            # a 3x3 grid of overlapping regions, the centre first
+            cx, cy = (w - rw) // 2, (h - rh) // 2
+            grid = [(cx, cy)] + [(x, y) for y in (0, cy, h - rh) for x in (0, cx, w - rw) if (x, y) != (cx, cy)]
+            x0, y0 = grid[k]
             roi = (x0, y0, rw, rh)
         if self._roi_landmarker is None:
             FaceLandmarker, opts, RunningMode = self._small_opts
