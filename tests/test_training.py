@@ -109,7 +109,8 @@ def test_small_training_run_end_to_end(tmp_path):
     m = manifest(tmp_path / "m.csv", clips)
     out = tmp_path / "w.pt"
     cfg = TrainConfig(data=str(m), out=str(out), epochs=2, chain_sets=2, speed_perturb=0.1, chain_len=6, session_len=100,
-                      workers=1, cache_dir=str(tmp_path / "cache"), artifacts=str(tmp_path / "art"), hidden=16)
+                      workers=1, cache_dir=str(tmp_path / "cache"), artifacts=str(tmp_path / "art"), hidden=16,
+                      real_faces=False)  # the real-face bank takes ~13 min to build; tests/test_face_real.py covers it
     rep = train(cfg)
     net, meta = load_weights(out)
     assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]

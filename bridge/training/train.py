@@ -60,6 +60,7 @@ class TrainConfig:
     p_no_face: float = 0.5
     p_face_only: float = 0.1
     cache_dir: str = ".cache/features"
+    real_faces: bool = True  # face evidence from real FER+ faces (face_real); False: the synthetic generator only
     workers: int = 2
     baselines: bool = True
     artifacts: str = "artifacts/train"
@@ -235,7 +236,7 @@ def train(cfg: TrainConfig) -> dict:
     val_single = _build(va_clips, cfg, cfg.data_seed * 1000 + 778, True, "features: validation clips")
 
     rng = np.random.default_rng(cfg.seed)
-    bank = default_bank(Path(cfg.cache_dir))  # real faces (FER+) for the face evidence; None: synthetic
+    bank = default_bank(Path(cfg.cache_dir)) if cfg.real_faces else None  # real faces (FER+); None: synthetic
     prog, tick = _progress("real-face evidence" if bank is not None else "synthetic face evidence", len(train_seqs))
     with prog:
         faces = []
