@@ -50,3 +50,4 @@ class AffectState:
     t_emit: float | None = None  # wall clock, set by the outputs
     raw_label: str = ""  # argmax before hysteresis
     features: np.ndarray | None = field(default=None, repr=False)
+    sensors: dict | None = None  # body sensors (bridge.sensors), set by the tick

@@ -23,6 +23,7 @@ from bridge import clock
 from bridge.capture.video import FrameGate
 from bridge.config import Config
 from bridge.engine import AffectRuntime, FeatureEngine
+from bridge.features.calibration import describe as describe_calibration
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 from bridge.model.affect import StreamingAffectModel, WeightsError
@@ -60,7 +61,7 @@ class Worker:
 
 
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
-    model = StreamingAffectModel.load(weights or cfg.model.weights)
+    model = StreamingAffectModel.load(weights or cfg.model.weights, cfg.model.quantize)
     rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
     problems = rt.check_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     if problems:
@@ -97,6 +98,12 @@ class Bridge:
         self._audio_was_lost = False
         self.recorder = None
         self.extras: list = []  # monitor page, OSC control: anything with start()/stop()
+        self.sensors = None  # body sensors (bridge.sensors.SensorHub): state.sensors, optional arousal fusion
+        if cfg.sensors.enabled:
+            from bridge.sensors import SensorHub
+
+            self.sensors = SensorHub(cfg.sensors)
+        self._sensor_resets = 0
         self.workers: list[Worker] = []
         if audio_source is not None:
             self.workers.append(Worker("audio", self._audio_body, self._stop))
@@ -234,6 +241,7 @@ class Bridge:
         state, prev = self.runtime.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
+        self.apply_sensors(state, now)
         self.stage_s["tick"] += time.perf_counter() - t0
         if self.hub:
             bs = None
@@ -245,6 +253,19 @@ class Bridge:
         if self.on_state:
             self.on_state(state)
         return state
+
+    def apply_sensors(self, state: AffectState, now: float) -> None:
+        """Body sensors into the state (``state.sensors``; arousal fusion when ``sensors.fusion_weight`` > 0).
+        A model reset (new visitor) starts new sensor baselines."""
+        if self.sensors is None:
+            return
+        if self.runtime.resets != self._sensor_resets:
+            self._sensor_resets = self.runtime.resets
+            self.sensors.reset()
+        snap = self.sensors.snapshot(now)
+        state.sensors = snap
+        if snap and self.cfg.sensors.fusion_weight > 0:
+            state.arousal = self.sensors.fuse_arousal(state.arousal, snap)
 
     def _health_body(self) -> None:
         self._stop.wait(1.0)
@@ -258,12 +279,15 @@ class Bridge:
             src[name] = s.health() if s is not None else {"status": "off"}
         h = {"sources": src, "workers": {w.name: w.health() for w in self.workers},
              "model": {"resets": self.runtime.resets, "seq": self.runtime.seq,
-                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted}},
+                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted},
+                       "face_calibration": describe_calibration(self.engine.calibration)},
              "t": clock.wall_now()}
         if self.hub:
             h["outputs"] = self.hub.health()
         if self.recorder is not None:
             h["recorder"] = self.recorder.health()
+        if self.sensors is not None:
+            h["sensors"] = self.sensors.health()
         return h
 
     # ---------------------------------------------------------------- control
@@ -308,6 +332,17 @@ class Bridge:
             else:
                 setattr(self.engine, "face_muted" if target == "face" else "audio_muted", bool(on))
                 detail = f"{target} {'muted' if on else 'unmuted'}"
+        elif cmd == "calibrate":
+            sec = msg.get("seconds", self.cfg.video.calibration_s)
+            if not isinstance(sec, (int, float)) or isinstance(sec, bool) or not (0.2 <= sec <= 30):
+                ok, detail = False, "calibrate takes seconds between 0.2 and 30 (default video.calibration_s)"
+            elif self.cfg.video.calibration == "off" or self.engine.calibration.reference is None:
+                ok, detail = False, ("face calibration is off (video.calibration: off)"
+                                     if self.cfg.video.calibration == "off" else
+                                     "face calibration unavailable: the FER+ head's neutral reference is missing")
+            else:
+                self.engine.calibrate(float(sec))
+                detail = f"calibrating: the next {float(sec):g} s of face are the visitor's resting face"
         elif cmd == "rate":
             hz = msg.get("hz")
             if not isinstance(hz, (int, float)) or isinstance(hz, bool) or not (1 <= hz <= 120):
@@ -324,7 +359,8 @@ class Bridge:
                 self.hub.publish_health(self.health())
             detail = "health sent"
         else:
-            ok, detail = False, f"unknown command {cmd!r}; known: reset, mute, rate, record_start, record_stop, status"
+            ok, detail = False, (f"unknown command {cmd!r}; known: reset, calibrate, mute, rate, record_start, "
+                                 "record_stop, status")
         if not ok:
             log.info("refused command %r: %s", msg, detail)
         return {"type": "ack", "cmd": cmd if isinstance(cmd, str) else None, "ok": ok, "detail": detail}
@@ -361,7 +397,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         from bridge.features.face import FaceTracker
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
-                              cfg.video.max_input_side)
+                              cfg.video.max_input_side, small_faces=cfg.video.small_faces)
         gate = FrameGate.from_config(cfg.video)
         last = None
         try:

@@ -17,7 +17,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.frames import AffectState
-from bridge.output.schema import OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values
+from bridge.output.schema import OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values, sensor_osc_values
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,18 @@ def encode_state_reference(state: AffectState, fps: float, latency_ms: float,
     if blendshapes:
         for name, v in blendshapes.items():
             bundle.add_content(_msg(OSC_BLENDSHAPE_PREFIX + name, float(v)))
+    for address, value in sensor_osc_values(state.sensors):
+        bundle.add_content(_msg(address, value))
     if changed is not None:
         bundle.add_content(_msg(OSC_EVENT.address, changed))
+    return bundle.build().dgram
+
+
+def encode_values(values: list[tuple[str, object]]) -> bytes:
+    """Any (address, value) list as one bundle (the room aggregate)."""
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, value in values:
+        bundle.add_content(_msg(address, value))
     return bundle.build().dgram
 
 
