@@ -22,7 +22,7 @@ REPORT = ROOT / "artifacts" / "train" / "report.json"
 # even shorter than --quick: the point is that every section runs end to end
 TINY = {"bridge_s": 4.0, "warmup_s": 2.0, "floor_frames": 30, "audio_s": 2.0, "audio_rounds": 1, "fanout_s": 1.0,
         "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0),
-        "cpu_warm_s": 5.0, "cpu_measure_s": 1.5, "cpu_duration_s": 7.0, "cpu_repeats": 1, "cpu_monitor": (False,),
+        "cpu_warm_s": 10.0, "cpu_measure_s": 2.0, "cpu_duration_s": 13.0, "cpu_repeats": 1, "cpu_monitor": (False,),
         "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": False,
         "faces_counts": (1, 2), "faces_frames": 15, "faces_repeats": 1}
 
