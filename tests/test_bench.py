@@ -80,7 +80,7 @@ def test_bench_produces_every_section_with_numbers(tmp_path):
     assert run["cpu_s"] > 0 and run["threads_pct_of_one_core"].get("drishti", 0) > 0  # MediaPipe's own threads
     assert run["states_sent"] and run["states_sent"] > 0
     pre = c["presets"]["performance"]
-    assert pre["runs"][0]["rc"] == 0 and pre["settings"]["video.face_fps"] == 15.0
+    assert pre["runs"][0]["rc"] == 0 and pre["settings"]["video.face_fps"] < 30.0  # the preset's own settings
     # the per-stage profile saw every stage called
     calls = st["per_stage"]["calls"]
     assert all(calls.get(k, 0) > 0 for k in ("face_process", "landmarker_call", "push_audio", "model_step", "publish"))
