@@ -23,6 +23,9 @@ from typing import NamedTuple
 import numpy as np
 
 log = logging.getLogger(__name__)
+# the fast reader relies on private ctypes structs: used only on the MediaPipe line it was tested on (a test
+# compares it with MediaPipe's own conversion there); any other version gets MediaPipe's own, slower, conversion
+TESTED_MEDIAPIPE = "1.2."
 
 
 class Landmark(NamedTuple):
@@ -147,6 +150,13 @@ class _FastLandmarker:
 
 def fast_results(landmarker):
     """``landmarker`` with numpy result reading, or ``landmarker`` itself where this MediaPipe differs."""
+    import mediapipe
+
+    version = getattr(mediapipe, "__version__", "?")
+    if not version.startswith(TESTED_MEDIAPIPE):
+        log.info("MediaPipe %s: results read by its own conversion (the fast reader is tested on %s.x)", version,
+                 TESTED_MEDIAPIPE)
+        return landmarker
     try:
         from mediapipe.tasks.python.components.containers import category_c, landmark_c
         from mediapipe.tasks.python.vision import face_landmarker as flm
