@@ -24,6 +24,7 @@ from bridge.engine import AffectRuntime, FeatureEngine
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 from bridge.model.affect import StreamingAffectModel, WeightsError
+from bridge.people import PeopleEngine
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Bridge:
         self.engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio_source is not None,
                                     use_face=video_source is not None)
         self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+        self.people = PeopleEngine(cfg, model, self.runtime, self.engine.audio_dim)  # a state per person
         self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
         self.on_state = on_state
         self.on_frame: Callable[[np.ndarray, object], None] | None = None  # (image, FaceObservation): the preview
@@ -176,7 +178,7 @@ class Bridge:
         t0 = time.perf_counter()
         image = frame.image
         obs = self.tracker.process(image, frame.t_capture)
-        self.engine.push_face(obs)
+        feed_faces(self.engine, self.people, self.tracker, obs)
         self.stage_s["face"] += time.perf_counter() - t0
         if self.on_frame is not None:
             self.on_frame(image, obs)
@@ -216,7 +218,7 @@ class Bridge:
     def tick(self, now: float) -> AffectState:
         t0 = time.perf_counter()
         vec, info = self.engine.vector(now)
-        state, prev = self.runtime.step(vec, info, now)
+        state, prev = self.people.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
         self.stage_s["tick"] += time.perf_counter() - t0
@@ -285,6 +287,7 @@ class Bridge:
         if cmd == "reset":
             self.runtime.reset()
             self.engine.reset()
+            self.people.reset()
             detail = "model state reset"
         elif cmd == "mute":
             target, on = msg.get("target"), msg.get("on", True)
@@ -292,6 +295,8 @@ class Bridge:
                 ok, detail = False, 'mute needs "target": "face"|"voice" and "on": true|false'
             else:
                 setattr(self.engine, "face_muted" if target == "face" else "audio_muted", bool(on))
+                if target == "face":
+                    self.people.face_muted = bool(on)
                 detail = f"{target} {'muted' if on else 'unmuted'}"
         elif cmd == "rate":
             hz = msg.get("hz")
@@ -330,6 +335,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    people = PeopleEngine(cfg, model, runtime, engine.audio_dim)
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())
     pending = next(blocks, None)
     states: list[AffectState] = []
@@ -346,12 +352,12 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         from bridge.features.face import FaceTracker
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
-                              cfg.video.max_input_side)
+                              cfg.video.max_input_side, cfg.people.num_faces)
         try:
             for frame in iter_video_file(str(video)):
                 feed_audio_until(frame.t_capture)
-                engine.push_face(tracker.process(frame.image, frame.t_capture))
-                states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
+                feed_faces(engine, people, tracker, tracker.process(frame.image, frame.t_capture))
+                states.append(people.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
         finally:
             tracker.close()
     else:
@@ -359,9 +365,17 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         while pending is not None:
             t = k / cfg.model.tick_hz
             feed_audio_until(t)
-            states.append(runtime.step(*engine.vector(t), t)[0])
+            states.append(people.step(*engine.vector(t), t)[0])
             k += 1
     return states
+
+
+def feed_faces(engine: FeatureEngine, people: PeopleEngine, tracker, obs) -> None:
+    """One frame's faces: with one face tracked the feature engine gets it, as always; with several, each person
+    gets its own (the engine then carries the room's voice only). The tracker follows every face."""
+    if people.single:
+        engine.push_face(obs)
+    people.push_faces(getattr(tracker, "faces", [obs]), obs.t_capture)
 
 
 def probs_array(states: list[AffectState]) -> np.ndarray:

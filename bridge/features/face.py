@@ -106,7 +106,8 @@ def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
 class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
-    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640):
+    def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
+                 num_faces: int = 1):
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
@@ -115,7 +116,7 @@ class FaceTracker:
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
             running_mode=RunningMode.VIDEO,
-            num_faces=1,
+            num_faces=num_faces,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
             min_tracking_confidence=0.5,
@@ -125,6 +126,7 @@ class FaceTracker:
         self._landmarker = FaceLandmarker.create_from_options(opts)
         self._max_side = max_input_side
         self._last_ts = -1
+        self.faces: list[FaceObservation] = []  # every face of the last frame (process() returns the first)
 
     def process(self, image, t_capture: float) -> FaceObservation:
         """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
@@ -132,6 +134,7 @@ class FaceTracker:
 
         img = sanitize_frame(image)
         if img is None:
+            self.faces = []
             return FaceObservation(t_capture, False)
         h, w = img.shape[:2]
         s = self._max_side / max(h, w)
@@ -142,15 +145,21 @@ class FaceTracker:
         self._last_ts = ts
         res = self._landmarker.detect_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), ts)
         if not res.face_landmarks:
+            self.faces = []
             return FaceObservation(t_capture, False)
+        self.faces = [self._observe(res, i, t_capture) for i in range(len(res.face_landmarks))]
+        return self.faces[0]
+
+    def _observe(self, res, i: int, t_capture: float) -> FaceObservation:
+        """Face ``i`` of a landmarker result -> observation."""
         bs = np.zeros(N_BLENDSHAPES, np.float32)
-        if res.face_blendshapes:
-            for i, cat in enumerate(res.face_blendshapes[0][:N_BLENDSHAPES]):
-                bs[i] = cat.score
+        if res.face_blendshapes and i < len(res.face_blendshapes):
+            for k, cat in enumerate(res.face_blendshapes[i][:N_BLENDSHAPES]):
+                bs[k] = cat.score
         pose = (0.0, 0.0, 0.0)
-        if res.facial_transformation_matrixes:
-            pose = euler_from_matrix(res.facial_transformation_matrixes[0])
-        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32)
+        if res.facial_transformation_matrixes and i < len(res.facial_transformation_matrixes):
+            pose = euler_from_matrix(res.facial_transformation_matrixes[i])
+        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[i]], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
         return FaceObservation(t_capture, True, bs, pose, size, lm)
 
