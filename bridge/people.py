@@ -354,12 +354,15 @@ class CrowdState:
     label: str
     speaking_slot: int  # -1: nobody
     speaking_id: int  # -1: nobody
+    primary_slot: int = -1  # whose state /emotion/* carries; -1: nobody in view
+    primary_id: int = -1
 
     def as_dict(self) -> dict:
         return {"count": self.count, "valence": round(self.valence, 4), "arousal": round(self.arousal, 4),
                 "confidence": round(self.confidence, 4), "label": self.label,
                 "probs": {n: round(float(p), 4) for n, p in self.probs.items()},
-                "speaking": self.speaking_slot, "speaking_id": self.speaking_id}
+                "speaking": self.speaking_slot, "speaking_id": self.speaking_id, "primary": self.primary_slot,
+                "primary_id": self.primary_id}
 
 
 @dataclass
@@ -559,6 +562,10 @@ class PeopleEngine:
         speaker = next((ps for ps in people if ps.id == speaker_id), None)
         state.people = people
         state.crowd = crowd_state(people, self.crowd_hyst, now, speaker)
+        prim = next((ps for ps in people if ps.id == (here[0].id if self.single and here else self.primary_id)),
+                    None)
+        if prim is not None:
+            state.crowd.primary_slot, state.crowd.primary_id = prim.slot, prim.id
         state.person_events, self._events = self._events, []
         return state, prev
 
