@@ -78,6 +78,8 @@ def _overrides(**kw) -> dict:
         o["monitor.port"] = kw["monitor_port"]
     if kw.get("log_level"):
         o["logging.level"] = kw["log_level"].upper()
+    if kw.get("people"):
+        o["people.num_faces"] = kw["people"]
     return o
 
 
@@ -103,6 +105,8 @@ _run_options = [
     click.option("--no-monitor", is_flag=True, help="Do not serve the browser monitor page."),
     click.option("--monitor-port", type=int, help="Port of the browser monitor page (default 9981)."),
     click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
+    click.option("--people", type=click.IntRange(1, 8), metavar="N",
+                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 1)."),
 ]
 
 

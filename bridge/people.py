@@ -356,13 +356,14 @@ class CrowdState:
     speaking_id: int  # -1: nobody
     primary_slot: int = -1  # whose state /emotion/* carries; -1: nobody in view
     primary_id: int = -1
+    slots: int = 1  # people.num_faces: the OSC slots sent every tick
 
     def as_dict(self) -> dict:
         return {"count": self.count, "valence": round(self.valence, 4), "arousal": round(self.arousal, 4),
                 "confidence": round(self.confidence, 4), "label": self.label,
                 "probs": {n: round(float(p), 4) for n, p in self.probs.items()},
                 "speaking": self.speaking_slot, "speaking_id": self.speaking_id, "primary": self.primary_slot,
-                "primary_id": self.primary_id}
+                "primary_id": self.primary_id, "slots": self.slots}
 
 
 @dataclass
@@ -562,6 +563,7 @@ class PeopleEngine:
         speaker = next((ps for ps in people if ps.id == speaker_id), None)
         state.people = people
         state.crowd = crowd_state(people, self.crowd_hyst, now, speaker)
+        state.crowd.slots = self.num_faces
         prim = next((ps for ps in people if ps.id == (here[0].id if self.single and here else self.primary_id)),
                     None)
         if prim is not None:

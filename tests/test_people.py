@@ -278,3 +278,81 @@ def test_crowd_state_is_the_confidence_weighted_mean():
         c = crowd_state(ppl, h, k / 30, None)
     assert c.label == "happy"
     assert crowd_state([], h, 2.0, None).count == 0
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def test_people_on_the_wire_osc_and_websocket(crossing, tmp_path):
+    """The real CLI on the crossing video: fixed per-slot OSC channels, the crowd, person events; WebSocket
+    state.people / state.crowd and person events."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from bridge.output import schema
+    from helpers import OscReceiver, free_port
+    from test_e2e import _ws_collect
+
+    video, truth = crossing
+    rx = OscReceiver()
+    rx.start()
+    ws_port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("osc:\n  control_port: 0\nvideo:\n  mirror: false\n")
+    p = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--quiet", "--no-monitor", "--duration", "9",
+                          "--config", str(cfg), "--no-audio", "--video", str(video), "--loop", "--people", "4",
+                          "--face-model", face_model_path(), "--osc", f"127.0.0.1:{rx.port}",
+                          "--ws", f"127.0.0.1:{ws_port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    msgs: list[dict] = []
+    try:
+        asyncio.run(_ws_collect(ws_port, 6.0, msgs))
+    finally:
+        out, _ = p.communicate(timeout=30)
+        rx.stop = True
+    assert p.returncode == 0, out
+    assert msgs[0]["type"] == "hello" and msgs[0]["v"] == schema.SCHEMA_VERSION
+    assert "people" in msgs[0]["state_fields"] and "crowd" in msgs[0]["state_fields"]
+    states = [m for m in msgs if m["type"] == "state"]
+    assert len(states) > 60
+    assert max(s["crowd"]["count"] for s in states) == 3
+    assert all(s["crowd"]["slots"] == 4 and len(s["people"]) == s["crowd"]["count"] for s in states)
+    ids = {p["id"] for s in states for p in s["people"]}
+    slots = {p["slot"] for s in states for p in s["people"]}
+    assert slots <= {0, 1, 2} and len(slots) == 3
+    events = [m for m in msgs if m["type"] == "event" and "person" in m]
+    assert {"person_entered", "person_left"} <= {e["event"] for e in events}
+    assert {e["person"] for e in events} <= ids
+    # OSC: every slot every tick, absent slots with present 0 and id -1
+    bundles = [b for _, b in rx.bundles if "/crowd/count" in b]
+    assert len(bundles) > 60
+    for b in bundles:
+        for slot in range(4):
+            assert f"/person/{slot}/present" in b and f"/person/{slot}/prob/happy" in b
+        assert b["/person/3/present"] == 0 and b["/person/3/id"] == -1
+        assert b["/crowd/count"] == sum(b[f"/person/{k}/present"] for k in range(4))
+        if b["/crowd/count"]:
+            probs = [b[f"/crowd/prob/{n}"] for n in schema.LABELS]
+            assert abs(sum(probs) - 1) < 1e-3
+    assert max(b["/crowd/count"] for b in bundles) == 3
+    assert any(a.endswith("/entered") for b in bundles for a in b)
+    addresses = {a for _, b in rx.bundles for a in b}
+    documented = {f.address.replace("<slot>", str(k)) for f in schema.PERSON_OSC_FIELDS for k in range(4)}
+    documented |= {f.address for f in schema.CROWD_OSC_FIELDS}
+    assert documented <= addresses
+    # TouchDesigner's WebSocket callbacks turn state.people into fixed per-slot rows
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "td_ws_cb", Path(__file__).resolve().parents[1] / "touchdesigner" / "websocket_callbacks.py")
+    cb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cb)
+    full = max(states, key=lambda s: s["crowd"]["count"])
+    rows = dict(cb.flatten_state(full))
+    assert rows["people"] == 3 and rows["crowd_count"] == 3
+    for slot in range(4):
+        assert f"person{slot}_present" in rows and f"person{slot}_id" in rows
+    here = {p["slot"]: p for p in full["people"]}
+    for slot, p in here.items():
+        assert rows[f"person{slot}_label"] == p["label"] and rows[f"person{slot}_prob_happy"] == p["probs"]["happy"]
+    assert rows["person3_present"] == 0 and rows["person3_id"] == -1

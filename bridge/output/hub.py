@@ -68,6 +68,8 @@ class OutputHub:
             self.ws.broadcast(schema.state_message(state, state.t_emit, fps, latency_ms))
             if changed is not None:
                 self.ws.broadcast(schema.event_message(changed, previous or "", state.seq, state.t_emit))
+            for ev in schema.person_event_messages(state, state.t_emit):
+                self.ws.broadcast(ev)
         for sink in self.sinks:
             try:
                 sink(state, changed)

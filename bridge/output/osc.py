@@ -16,7 +16,8 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.frames import AffectState
-from bridge.output.schema import OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values
+from bridge.output.schema import (OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values, people_osc_values,
+                                  person_event_osc_values)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def encode_state(state: AffectState, fps: float, latency_ms: float, blendshapes:
     if blendshapes:
         for name, v in blendshapes.items():
             bundle.add_content(_msg(OSC_BLENDSHAPE_PREFIX + name, float(v)))
+    for address, value in people_osc_values(state) + person_event_osc_values(state):  # several visitors
+        bundle.add_content(_msg(address, value))
     if changed is not None:
         bundle.add_content(_msg(OSC_EVENT.address, changed))
     return bundle.build().dgram
