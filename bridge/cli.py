@@ -106,7 +106,8 @@ _run_options = [
     click.option("--monitor-port", type=int, help="Port of the browser monitor page (default 9981)."),
     click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
     click.option("--people", type=click.IntRange(1, 8), metavar="N",
-                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 1)."),
+                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 1). "
+                      "With --source simulate: a group of N simulated visitors."),
 ]
 
 

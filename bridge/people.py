@@ -591,3 +591,63 @@ class PeopleEngine:
                 choice = cur
         self.primary_id = choice.id
         return choice
+
+
+# ------------------------------------------------------------------------------------------------ other sources
+class GroupView:
+    """People whose states come from elsewhere — the simulated group (``--source simulate --people N``), a replayed
+    recording: turns each tick's members into ``state.people``, the crowd, and the entered/left events (from the
+    slots' presence), the same way as live."""
+
+    def __init__(self, cfg: Config, slots: int | None = None):
+        self.slots = slots or cfg.people.num_faces
+        self.crowd_hyst = Hysteresis(cfg.events)
+        self._present: dict[int, int] = {}  # slot -> id present last tick
+        self._seen: set[int] = set()
+        self._since: dict[int, float] = {}
+
+    def attach(self, state: AffectState, now: float, members: list[tuple[int, int, AffectState, bool]],
+               label_events: list[PersonEvent] = (), primary_slot: int | None = 0) -> AffectState:
+        """``members``: (id, slot, state, speaking) of everyone in view this tick."""
+        events: list[PersonEvent] = []
+        here = {slot: pid for pid, slot, _, _ in members}
+        for slot, pid in list(self._present.items()):
+            if here.get(slot) != pid:
+                events.append(PersonEvent("left", pid, slot))
+                del self._present[slot]
+        people = []
+        for pid, slot, st, speaking in members:
+            if self._present.get(slot) != pid:
+                events.append(PersonEvent("entered", pid, slot, returning=pid in self._seen))
+                self._present[slot] = pid
+                self._seen.add(pid)
+                self._since.setdefault(pid, now)
+            x0 = slot / max(self.slots, 1)
+            box = (x0 + 0.02, 0.25, x0 + 1.0 / max(self.slots, 1) - 0.02, 0.75)
+            people.append(PersonState(pid, slot, True, st, speaking, 0.0, box, self._since[pid]))
+        events += list(label_events)
+        speaker = next((p for p in people if p.speaking), None)
+        state.people = sorted(people, key=lambda p: p.slot)
+        state.crowd = crowd_state(state.people, self.crowd_hyst, now, speaker)
+        state.crowd.slots = self.slots
+        prim = next((p for p in state.people if p.slot == primary_slot), None)
+        if prim is not None:
+            state.crowd.primary_slot, state.crowd.primary_id = prim.slot, prim.id
+        state.person_events = events
+        return state
+
+
+def person_state_from_json(d: dict, template: AffectState) -> tuple[int, int, AffectState, bool] | None:
+    """A recorded ``state.people[*]`` entry back into (id, slot, state, speaking); None when malformed."""
+    try:
+        pid, slot = int(d["id"]), int(d["slot"])
+        label = d["label"] if d.get("label") in LABELS else "neutral"
+        probs = {n: float(d.get("probs", {}).get(n, 0.0)) for n in LABELS}
+        st = dataclasses.replace(template, valence=float(np.clip(float(d["valence"]), -1, 1)),
+                                 arousal=float(np.clip(float(d["arousal"]), -1, 1)),
+                                 confidence=float(np.clip(float(d["confidence"]), 0, 1)), probs=probs, label=label,
+                                 face_present=True, face_size=float(d.get("face_size") or 0.0),
+                                 voice_active=bool(d.get("speaking")), people=None, crowd=None, person_events=None)
+        return pid, slot, st, bool(d.get("speaking"))
+    except (KeyError, TypeError, ValueError):
+        return None
