@@ -199,6 +199,10 @@ def handle_text(dat, message):
         _set_rows(_find(dat, STATE_TABLE), flatten_state(msg))
         if msg.get('label'):
             _show_label(dat, msg['label'])
+    elif kind == 'event' and 'person' in msg:  # several visitors: person_entered / person_left / a person's label
+        what = msg.get('label') or str(msg.get('event', '')).replace('person_', '')
+        _append_event(_find(dat, EVENTS_TABLE), what, msg.get('previous', ''), msg.get('seq', ''),
+                      'ws person %s slot %s' % (msg.get('person'), msg.get('slot')))
     elif kind == 'event':
         _append_event(_find(dat, EVENTS_TABLE), msg.get('label', ''), msg.get('previous', ''),
                       msg.get('seq', ''), 'ws')

@@ -216,7 +216,8 @@ CROWD_OSC_FIELDS: tuple[OscField, ...] = (
 
 PERSON_EVENT_OSC: tuple[OscField, ...] = (
     OscField("/person/<slot>/entered", "i", "Sent once when a person takes the slot (argument: the id; also when "
-                                            "the same person returns)."),
+                                            "the same person returns). Person events only with `people.num_faces` "
+                                            "above 1."),
     OscField("/person/<slot>/left", "i", "Sent once when the person leaves the view (argument: the id)."),
     OscField("/person/<slot>/changed", "s", "Sent once when this person's label changes (argument: the new label)."),
 )
@@ -246,9 +247,17 @@ def people_osc_values(state: AffectState) -> list[tuple[str, object]]:
     return out
 
 
+def _person_events(state: AffectState) -> list:
+    """This tick's person events; none with one face tracked (person 0 is then the classic stream, whose
+    /emotion/changed and label_changed already say it: existing patches see no new messages)."""
+    if state.crowd is None or getattr(state.crowd, "slots", 1) <= 1:
+        return []
+    return list(state.person_events or [])
+
+
 def person_event_osc_values(state: AffectState) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
-    for e in state.person_events or []:
+    for e in _person_events(state):
         kind = {"entered": 0, "left": 1, "label_changed": 2}.get(e.kind)
         if kind is None:
             continue
@@ -268,7 +277,7 @@ def person_event_messages(state: AffectState, t_emit: float) -> list[dict]:
     """``event`` messages of this tick's person events: person_entered, person_left, label_changed (with the
     person's id and slot)."""
     return [{"type": "event", "v": SCHEMA_VERSION, **e.as_dict(), "seq": state.seq, "t_emit": t_emit}
-            for e in (state.person_events or [])]
+            for e in _person_events(state)]
 
 
 def _people_tables() -> list[str]:
@@ -279,5 +288,6 @@ def _people_tables() -> list[str]:
     lines += ["", "Person events (WebSocket `event` messages): "
               '`{"type":"event","v","event":"person_entered","person","slot","returning","seq","t_emit"}`, '
               '`person_left` (`person`, `slot`), and `label_changed` with `person` and `slot` for a person\'s own '
-              "label (the top-level `label_changed` without `person` is the primary state's)."]
+              "label (the top-level `label_changed` without `person` is the primary state's). Only with "
+              "`people.num_faces` above 1."]
     return lines
