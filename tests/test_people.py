@@ -398,3 +398,71 @@ def test_simulated_group_recorded_and_replayed(tmp_path):
             [(p.id, p.slot, p.state.label, p.speaking) for p in b.people]
         assert b.crowd.count == a.crowd.count and b.crowd.primary_slot == a.crowd.primary_slot
         assert b.crowd.valence == pytest.approx(a.crowd.valence, abs=2e-3)
+
+
+def test_monitor_page_shows_every_person_in_chromium():
+    """The real page in headless Chromium while a simulated group of three is published: one row per person
+    (slot colour, id, label), the crowd line, and a dot per person on the circumplex."""
+    import threading
+    import time
+    from pathlib import Path
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from test_monitor import CHROMIUM, CHROMIUM_ARGS, _canvas_stats, _free_port, _hub
+
+    from bridge import clock
+    from bridge.monitor.server import MonitorServer
+    from bridge.rehearsal import build_simulated_bridge
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed")
+    mport = _free_port()
+    hub = _hub(mport)
+    mon = MonitorServer("127.0.0.1", mport, ws_url_port=lambda: hub.ws.port)
+    mon.start()
+    cfg = load_config(overrides={"people.num_faces": 3, "osc.enabled": False, "websocket.enabled": False,
+                                 "monitor.enabled": False})
+    sim = build_simulated_bridge(cfg, seed=3)
+    halt = threading.Event()
+    latest = {}
+
+    def publish():
+        k = 0
+        while not halt.is_set():
+            k += 1
+            s = sim.tick(clock.now())
+            latest["state"] = s
+            hub.publish(s)
+            halt.wait(1 / 30)
+
+    th = threading.Thread(target=publish, daemon=True)
+    th.start()
+    problems = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+                page.goto(mon.url)
+                page.wait_for_selector("#people li[data-slot]", timeout=10000)
+                page.wait_for_timeout(600)
+                rows = page.eval_on_selector_all("#people li[data-slot]", "els => els.map(e => "
+                                                 "[+e.dataset.slot, +e.dataset.id, e.querySelector('.plabel')"
+                                                 ".textContent, getComputedStyle(e.querySelector('.sw'))"
+                                                 ".backgroundColor])")
+                s = latest["state"]
+                assert len(rows) == s.crowd.count == 3
+                assert sorted(r[1] for r in rows) == [1, 2, 3] and [r[0] for r in rows] == [0, 1, 2]
+                assert all(r[2] in LABELS for r in rows)
+                assert len({r[3] for r in rows}) == 3  # own colour per person
+                assert "3 in view" in page.inner_text("#crowd")
+                assert _canvas_stats(page)["painted"] > 0
+            finally:
+                browser.close()
+    finally:
+        halt.set()
+        th.join(2)
+        mon.stop()
+        hub.stop()
+    assert not problems, problems
