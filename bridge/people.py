@@ -490,6 +490,14 @@ class PeopleEngine:
         self._events.clear()
         self._label = "neutral"
 
+    def health(self) -> dict:
+        with self.lock:
+            here = self.present()
+            return {"num_faces": self.num_faces, "in_view": len(here),
+                    "tracked": len(self.tracker.tracks), "slots": {p.slot: p.id for p in here},
+                    "speaking": self.voice.speaker if self.voice.speaker in {p.id for p in here} else None,
+                    "primary": self.primary_id if not self.single else (here[0].id if here else None)}
+
     # ---------------------------------------------------------------- faces
     def push_faces(self, faces: list[FaceObservation], t: float) -> None:
         with self.lock:

@@ -247,6 +247,7 @@ class Bridge:
              "model": {"resets": self.runtime.resets, "seq": self.runtime.seq,
                        "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted}},
              "t": clock.wall_now()}
+        h["people"] = self.people.health()
         if self.hub:
             h["outputs"] = self.hub.health()
         if self.recorder is not None:
