@@ -353,7 +353,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         from bridge.features.face import FaceTracker
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
-                              cfg.video.max_input_side, cfg.people.num_faces)
+                              cfg.video.max_input_side, num_faces=cfg.people.num_faces)
         try:
             for frame in iter_video_file(str(video)):
                 feed_audio_until(frame.t_capture)

@@ -447,10 +447,10 @@ def test_monitor_page_shows_every_person_in_chromium():
                 page.goto(mon.url)
                 page.wait_for_selector("#people li[data-slot]", timeout=10000)
                 page.wait_for_timeout(600)
-                rows = page.eval_on_selector_all("#people li[data-slot]", "els => els.map(e => "
-                                                 "[+e.dataset.slot, +e.dataset.id, e.querySelector('.plabel')"
-                                                 ".textContent, getComputedStyle(e.querySelector('.sw'))"
-                                                 ".backgroundColor])")
+                # one evaluation: the list is rebuilt as values change, so elements handed back and forth go stale
+                rows = page.evaluate("() => [...document.querySelectorAll('#people li[data-slot]')].map(e => "
+                                     "[+e.dataset.slot, +e.dataset.id, e.querySelector('.plabel').textContent, "
+                                     "getComputedStyle(e.querySelector('.sw')).backgroundColor])")
                 s = latest["state"]
                 assert len(rows) == s.crowd.count == 3
                 assert sorted(r[1] for r in rows) == [1, 2, 3] and [r[0] for r in rows] == [0, 1, 2]
