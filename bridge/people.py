@@ -183,7 +183,7 @@ class PersonTracker:
                     tr.present = True
                     events.append(TrackEvent("entered", tr.id, tr.slot, t, returning=True))
                 pairs.append((tr, faces[r]))
-        for i in sorted(unmatched):
+        for i in sorted(set(unmatched), key=lambda i: (float(boxes[i][0]), float(boxes[i][1]))):  # left to right
             slot = self._free_slot(t)
             if slot is None:
                 continue  # more faces than slots (cannot happen with the landmarker's num_faces)

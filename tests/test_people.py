@@ -138,7 +138,8 @@ def test_voice_goes_to_the_mouth_moving_with_it(speech_pair, speaker_left):
     d, wav, y, sr, other = speech_pair
     video, truth = pm.speaking_scene(d / f"speak-{speaker_left}.avi", y, sr, other, face_model_path(),
                                      speaker_left=speaker_left)
-    states = process_files(audio=wav, video=video, config=_cfg(**{"people.num_faces": 4}))
+    states = process_files(audio=wav, video=video,
+                           config=_cfg(**{"people.num_faces": 4, "people.primary": "speaking"}))
     n = right = wrong = 0
     for s in states:
         names = {v: k for k, v in pm.identify(truth, s.people).items()}
@@ -154,6 +155,9 @@ def test_voice_goes_to_the_mouth_moving_with_it(speech_pair, speaker_left):
             assert p.speaking == (p.id == s.crowd.speaking_id)
             if not p.speaking:
                 assert p.state.voice_age_ms is None
+        if s.crowd.speaking_id >= 0:  # people.primary: speaking -> the classic stream is the speaker's
+            assert s.crowd.primary_id == s.crowd.speaking_id
+            assert s.probs == next(p for p in s.people if p.speaking).state.probs
     print(f"attribution: {right}/{n} voiced ticks to the speaker, {wrong} to the other")
     assert n > 100
     assert right / n >= 0.9 and wrong / n <= 0.02
@@ -200,6 +204,11 @@ def test_one_face_setting_is_exactly_the_single_visitor_path(face_video_gap, spe
     assert with_face and all(len(s.people) == 1 and s.people[0].slot == 0 and s.people[0].state is s
                              for s in with_face)
     assert any(not s.people for s in new)
+    # and the OSC bundle is the single-visitor one: no per-slot or crowd addresses, no person events
+    from bridge.output import schema
+
+    assert all(not schema.people_osc_values(s) and not schema.person_event_osc_values(s) for s in new)
+    assert all(not schema.person_event_messages(s, 0.0) for s in new)
 
 
 def test_several_faces_setting_with_one_visitor(face_video):
@@ -282,8 +291,8 @@ def test_crowd_state_is_the_confidence_weighted_mean():
 
 # ------------------------------------------------------------------------------------------------ outputs
 def test_people_on_the_wire_osc_and_websocket(crossing, tmp_path):
-    """The real CLI on the crossing video: fixed per-slot OSC channels, the crowd, person events; WebSocket
-    state.people / state.crowd and person events."""
+    """The real CLI on the crossing video (played once, in real time): fixed per-slot OSC channels, the crowd,
+    person events; WebSocket state.people / state.crowd and person events."""
     import asyncio
     import subprocess
     import sys
@@ -299,7 +308,7 @@ def test_people_on_the_wire_osc_and_websocket(crossing, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("osc:\n  control_port: 0\nvideo:\n  mirror: false\n")
     p = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--quiet", "--no-monitor", "--duration", "9",
-                          "--config", str(cfg), "--no-audio", "--video", str(video), "--loop", "--people", "4",
+                          "--config", str(cfg), "--no-audio", "--video", str(video), "--people", "4",
                           "--face-model", face_model_path(), "--osc", f"127.0.0.1:{rx.port}",
                           "--ws", f"127.0.0.1:{ws_port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
@@ -466,3 +475,20 @@ def test_monitor_page_shows_every_person_in_chromium():
         mon.stop()
         hub.stop()
     assert not problems, problems
+
+
+def test_tracker_ignores_the_landmarkers_face_order(crossing_faces):
+    """MediaPipe's face order changes from frame to frame; the ids must not."""
+    rng = np.random.default_rng(0)
+
+    def run(shuffle: bool):
+        tr, out = PersonTracker(4), []
+        for t, faces in crossing_faces:
+            faces = list(faces)
+            if shuffle:
+                rng.shuffle(faces)
+            pairs, _ = tr.update(faces, t)
+            out.append(sorted((round(float(face_box(f.landmarks)[0]), 4), track.id) for track, f in pairs))
+        return out
+
+    assert run(False) == run(True)

@@ -36,6 +36,7 @@ from websockets.sync.client import connect as ws_connect
 from bridge import clock
 from bridge.config import Config, load_config
 from bridge.live import build_bridge
+from bridge.output import schema
 
 from conftest import FACE_GAP
 from helpers import OscReceiver, free_port, face_model_path as _face_model
@@ -168,7 +169,7 @@ def running(cfg: Config):
 
 def health_has_counters(h: dict) -> None:
     """The health message carries per-source status with dropped and error counts, worker restarts, outputs."""
-    assert h["type"] == "health" and h["v"] == 1
+    assert h["type"] == "health" and h["v"] == schema.SCHEMA_VERSION
     for name in ("audio", "video"):
         src = h["sources"][name]
         assert src["status"] in ("ok", "reconnecting", "failed", "ended", "off")

@@ -224,9 +224,10 @@ PERSON_EVENT_OSC: tuple[OscField, ...] = (
 
 
 def people_osc_values(state: AffectState) -> list[tuple[str, object]]:
-    """Per-slot and crowd values of one state (empty when the state carries no people), in table order."""
+    """Per-slot and crowd values of one state, in table order. Empty when the state carries no people, and with one
+    face tracked (person 0 is then the classic stream: the bundle stays exactly the single-visitor one)."""
     crowd = state.crowd
-    if crowd is None or state.people is None:
+    if crowd is None or state.people is None or crowd.slots <= 1:
         return []
     out: list[tuple[str, object]] = []
     by_slot = {p.slot: p for p in state.people}
@@ -281,7 +282,8 @@ def person_event_messages(state: AffectState, t_emit: float) -> list[dict]:
 
 
 def _people_tables() -> list[str]:
-    lines = ["", "Several visitors (`people.num_faces`, default 1): one set per slot, every tick, and the crowd:", "",
+    lines = ["", "Several visitors (`people.num_faces` above 1; default 1): one set per slot, every tick, and the crowd "
+                 "(with one face the bundle is the single-visitor one above; `state.people` has person 0):", "",
              "| OSC address | type | meaning |", "|---|---|---|"]
     for f in (*PERSON_OSC_FIELDS, *CROWD_OSC_FIELDS, *PERSON_EVENT_OSC):
         lines.append(f"| `{f.address}` | {f.type} | {f.doc} |")
