@@ -10,6 +10,7 @@ Live threads, each supervised (an unexpected exception is logged, counted in hea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -373,10 +374,15 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
 
 def feed_faces(engine: FeatureEngine, people: PeopleEngine, tracker, obs) -> None:
     """One frame's faces: with one face tracked the feature engine gets it, as always; with several, each person
-    gets its own (the engine then carries the room's voice only). The tracker follows every face."""
+    gets its own (the engine then carries the room's voice only). The tracker follows every face. An observation
+    re-used for an unchanged frame (re-stamped) re-uses the tracker's faces of that frame, re-stamped too."""
     if people.single:
         engine.push_face(obs)
-    people.push_faces(getattr(tracker, "faces", [obs]), obs.t_capture)
+    faces = getattr(tracker, "faces", None)
+    if faces is None:
+        faces = [obs] if obs.present else []
+    faces = [f if f.t_capture == obs.t_capture else dataclasses.replace(f, t_capture=obs.t_capture) for f in faces]
+    people.push_faces(faces, obs.t_capture)
 
 
 def probs_array(states: list[AffectState]) -> np.ndarray:
