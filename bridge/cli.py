@@ -78,6 +78,18 @@ def _overrides(**kw) -> dict:
         o["monitor.port"] = kw["monitor_port"]
     if kw.get("log_level"):
         o["logging.level"] = kw["log_level"].upper()
+    if kw.get("mqtt"):
+        from bridge.output.mqtt import parse_hostport
+
+        try:
+            o["mqtt.host"], o["mqtt.port"] = parse_hostport(kw["mqtt"])
+        except ValueError as e:
+            _fail(f"--mqtt: {e}")
+        o["mqtt.enabled"] = True
+    if kw.get("site"):
+        o["mqtt.site"] = kw["site"]
+    if kw.get("bridge_id"):
+        o["mqtt.bridge_id"] = kw["bridge_id"]
     if kw.get("people"):
         o["people.num_faces"] = kw["people"]
     return o
@@ -105,6 +117,10 @@ _run_options = [
     click.option("--no-monitor", is_flag=True, help="Do not serve the browser monitor page."),
     click.option("--monitor-port", type=int, help="Port of the browser monitor page (default 9981)."),
     click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
+    click.option("--mqtt", metavar="HOST[:PORT]", help="Also publish to this MQTT broker (see docs/SCALING.md)."),
+    click.option("--site", metavar="NAME", help="MQTT site: topics emotion-bridge/<site>/<bridge-id>/... "
+                                                "(default: default)."),
+    click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name)."),
     click.option("--people", type=click.IntRange(1, 8), metavar="N",
                  help="Several visitors: faces tracked, a state per person (people.num_faces; default 1). "
                       "With --source simulate: a group of N simulated visitors."),
@@ -222,6 +238,8 @@ def _status_printer():
         lat = hub.latencies_ms[-1] if hub and hub.latencies_ms else float("nan")
         h = bridge.health()["sources"]
         src = " ".join(f"{k}:{v.get('status')}" for k, v in h.items())
+        if hub is not None and getattr(hub, "mqtt", None) is not None:
+            src += f" mqtt:{hub.mqtt.status}"
         if s is None:
             line = f"waiting for input… {src}"
         else:
@@ -286,28 +304,33 @@ def models(fetch, face_model):
 
 
 # the recipe of the shipped weights, without importing torch for every command
-_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 5, "speed_perturb": 0.1}
+_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
 
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", default="bridge/model/weights/default.pt", show_default=True, help="Weights file to write.")
 @click.option("--epochs", default=_TRAIN_DEFAULTS["epochs"], show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Network initialisation, batch order, synthetic faces.")
+@click.option("--data-seed", default=0, show_default=True,
+              help="Chaining, speed perturbation and microphone/room/noise augmentation of the training audio.")
+@click.option("--no-augment", is_flag=True, help="No microphone/room/noise augmentation (speed perturbation only).")
 @click.option("--val-actors", default="15,16,17,18", show_default=True, help="RAVDESS actors held out.")
 @click.option("--chain-sets", default=_TRAIN_DEFAULTS["chain_sets"], show_default=True,
-              help="Different random chainings of the clips (each after the first speed-perturbed).")
+              help="Different random chainings of the clips (each after the first speed-perturbed and "
+                   "through a random microphone, room and noise per speaker).")
 @click.option("--speed-perturb", default=_TRAIN_DEFAULTS["speed_perturb"], show_default=True,
               help="Chain sets after the first play each clip at a random speed within 1 ± this (0: off).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--artifacts", default="artifacts/train", show_default=True, help="Curves, confusion, report.")
 @click.option("--no-baselines", is_flag=True)
-def train(data, out, epochs, seed, val_actors, chain_sets, speed_perturb, workers, artifacts, no_baselines):
+def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, workers, artifacts,
+          no_baselines):
     """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
     _setup_logging("INFO")
     from bridge.training.train import TrainConfig, train as _train
 
-    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed,
+    cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed, data_seed=data_seed, augment=not no_augment,
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
                       speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines)
     rep = _train(cfg)
@@ -323,26 +346,92 @@ def train(data, out, epochs, seed, val_actors, chain_sets, speed_perturb, worker
 @click.option("--actors", default="", help="Only these RAVDESS actors, e.g. 19,20,21.")
 @click.option("--out", default="artifacts/evaluate", show_default=True)
 @click.option("--workers", default=2, show_default=True)
-def evaluate(data, weights, actors, out, workers):
-    """UAR, accuracy, per-class recall, confusion matrix (PNG) and valence/arousal CCC on labelled clips."""
+@click.option("--robustness", is_flag=True,
+              help="Voice: also the table over microphone/room conditions (clean, +20 dB, -20 dB, pink and babble "
+                   "noise at 10 dB SNR, reverb RT60 0.6 s), each clip through process_files from a fresh state.")
+@click.option("--per-speaker-label", type=int, default=None,
+              help="Voice: --robustness on at most N clips per speaker and label (a seeded draw; default all).")
+@click.option("--limit", default=0, help="Faces: score a random subset of this many images (0: all).")
+@click.option("--through-model", is_flag=True,
+              help="Faces: also hold each face in front of the full affect model (face only) and score its label.")
+@click.option("--face-model", type=click.Path(dir_okay=False), help="Faces: MediaPipe face_landmarker.task.")
+@click.option("--min-agreement", default=0.0, show_default=True,
+              help="FER+ npz: only faces whose majority label has at least this share of the votes (clear faces).")
+def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label, limit, through_model, face_model,
+             min_agreement):
+    """UAR, accuracy, per-class recall, confusion matrix (PNG) on labelled data.
+
+    DATA is a folder of labelled clips (RAVDESS or the Spanish set's naming, or a manifest): UAR with each clip
+    from a fresh state (a new visitor; the primary number), then in whole-speaker sessions, valence/arousal CCC;
+    --robustness adds the condition table. Or faces: a FER+ npz (images + votes) or a folder of face images with
+    one sub-folder per label (happy/, sad/, ...), scored through the live face path (landmarker -> crop ->
+    expression network -> head)."""
     _setup_logging("INFO")
     from bridge.labels import LABELS
     from bridge.model.affect import WeightsError
     from bridge.training.train import evaluate as _evaluate
 
+    if _is_face_data(Path(data)):
+        _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement)
+        return
+
+    def progress(cond, r):
+        console.print(f"  {cond:>10s}: UAR {r['uar']:.1%}" + (f"   arousal high/low UAR {r['arousal_uar']:.1%}"
+                                                              if "arousal_uar" in r else ""), highlight=False)
+
     try:
-        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers)
+        res = _evaluate(data, weights, out, {int(a) for a in actors.split(",") if a} or None, workers,
+                        robustness=robustness, per_speaker_label=per_speaker_label, progress=progress)
     except WeightsError as e:
         _fail(str(e))
-    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}")
-    console.print(f"UAR {res['uar']:.1%}   accuracy {res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   "
-                  f"CCC arousal {res['ccc_arousal']:.3f}")
-    f = res["fresh_clips"]
-    console.print(f"(each clip from a fresh model state: UAR {f['uar']:.1%}, accuracy {f['accuracy']:.1%})")
-    console.print("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()), highlight=False)
-    console.print("confusion (rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
+    console.print(f"clips {res['n_clips']}  speakers {len(res['speakers'])}  labels {res['n_labels']}"
+                  + (f"  (skipped {res['skipped_files']} unreadable or < 0.3 s)" if res["skipped_files"] else ""))
+    console.print(f"each clip from a fresh state (a new visitor): UAR {res['uar']:.1%}   accuracy "
+                  f"{res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   CCC arousal {res['ccc_arousal']:.3f}")
+    s = res["session"]
+    console.print(f"whole-speaker sessions: UAR {s['uar']:.1%}, accuracy {s['accuracy']:.1%}")
+    console.print("recall (fresh): " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()
+                                                 if v == v), highlight=False)
+    console.print("confusion (fresh; rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))
     for name, row in zip(LABELS, res["confusion"]):
         console.print(f"  {name:>9s} " + " ".join(f"{x:4d}" for x in row), highlight=False)
+    if robustness:
+        from bridge.training.robustness import format_table
+
+        console.print(format_table({Path(data).name: res["robustness"]}), highlight=False)
+    console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
+
+
+def _is_face_data(p: Path) -> bool:
+    from bridge.training.face_eval import IMAGE_EXT, folder_label
+
+    if p.is_file():
+        return p.suffix == ".npz"
+    subs = [d for d in p.iterdir() if d.is_dir() and folder_label(d.name)]
+    return bool(subs) and any(f.suffix.lower() in IMAGE_EXT for d in subs for f in d.iterdir())
+
+
+def _evaluate_faces(data, out, limit, through_model, weights, face_model, min_agreement=0.0):
+    from bridge.features.expression import EXPRESSION_LABELS
+    from bridge.model.affect import WeightsError
+    from bridge.training.face_eval import evaluate_faces
+
+    out = out if out != "artifacts/evaluate" else "artifacts/evaluate-faces"
+    try:
+        res = evaluate_faces(data, out, limit, face_model, through_model, weights, min_agreement=min_agreement)
+    except (FileNotFoundError, WeightsError) as e:
+        _fail(str(e))
+    for key, title in (("face_path", "face path (landmarker -> crop -> network -> head)"),
+                       ("affect_model_face_only", "affect model, face only")):
+        if key not in res:
+            continue
+        r = res[key]
+        console.print(f"{title}: {r['n']} faces, accuracy {r['accuracy']:.1%}, UAR {r['uar']:.1%} "
+                      f"(no face found: {r['no_face']})")
+        console.print("  recall: " + "  ".join(f"{k} {v:.0%}" for k, v in r["recall"].items()), highlight=False)
+    console.print("confusion (rows true, cols predicted, last: no face): " + " ".join(n[:4] for n in EXPRESSION_LABELS))
+    for name, row in zip(EXPRESSION_LABELS, res["face_path"]["confusion"]):
+        console.print(f"  {name:>9s} " + " ".join(f"{x:5d}" for x in row), highlight=False)
     console.print(f"saved {out}/confusion.png and {out}/evaluation.json")
 
 
@@ -411,6 +500,9 @@ def _replay_speed(ctx, param, value):
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No live status line.")
+@click.option("--mqtt", metavar="HOST[:PORT]", help="Also publish to this MQTT broker (see docs/SCALING.md).")
+@click.option("--site", metavar="NAME", help="MQTT site (default: default).")
+@click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name).")
 def replay(file, speed, loop, config, duration, quiet, **kw):
     """Send a recording (from `record`) again over OSC and WebSocket, as if it were live.
 
@@ -446,7 +538,7 @@ def replay(file, speed, loop, config, duration, quiet, **kw):
 @click.option("--quick", is_flag=True, help="Short durations (under two minutes in all).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write every number as JSON to this file.")
 @click.option("--only", default="", metavar="NAME,...",
-              help="Only these sections: wire, cpu, audio, smoothing, fanout, growth (default: all).")
+              help="Only these sections: wire, cpu, stages, faces, audio, smoothing, fanout, growth (default: all).")
 @click.option("--face-model", type=click.Path(dir_okay=False), help="MediaPipe face_landmarker.task file.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Affect model weights (default: the packaged ones).")
 @click.option("--report", type=click.Path(dir_okay=False),
@@ -471,3 +563,77 @@ def bench(quick, out, only, face_model, weights, report):
         console.print(f"results: {out}", highlight=False)
     if res["errors"]:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config (mqtt:, room:, websocket:).")
+@click.option("--mqtt", metavar="HOST[:PORT]", help="The broker the bridges publish to (default: mqtt.host:port).")
+@click.option("--site", metavar="NAME", help="Site to aggregate: emotion-bridge/<site>/+/state (default: default).")
+@click.option("--osc", metavar="HOST:PORT", multiple=True,
+              help="Where the /room/... bundles go (repeatable). Default 127.0.0.1:7002.")
+@click.option("--ws", metavar="HOST:PORT", help="The room's WebSocket server. Default 127.0.0.1:9982.")
+@click.option("--rate", type=float, help="Room states per second (default 10).")
+@click.option("--stale", type=float, help="Seconds without a state before a bridge drops out (default 3).")
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No status line.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def room(config, mqtt, site, osc, ws, rate, stale, duration, quiet, log_level):
+    """Aggregate every bridge of a site (through the MQTT broker) into one room: visitor count, confidence-weighted
+    valence/arousal, label shares, per-bridge rows; out over OSC /room/..., WebSocket and MQTT."""
+    import time
+
+    o: dict = {"mqtt.enabled": True}
+    if mqtt:
+        from bridge.output.mqtt import parse_hostport
+
+        try:
+            o["mqtt.host"], o["mqtt.port"] = parse_hostport(mqtt)
+        except ValueError as e:
+            _fail(f"--mqtt: {e}")
+    if site:
+        o["mqtt.site"] = site
+    if osc:
+        o["room.osc_targets"] = list(osc)
+    if ws:
+        host, _, port = ws.rpartition(":")
+        if not host or not port.isdigit():
+            _fail(f"--ws expects HOST:PORT, got {ws!r}")
+        o["room.ws_host"], o["room.ws_port"] = host, int(port)
+    if rate:
+        o["room.rate_hz"] = rate
+    if stale:
+        o["room.stale_s"] = stale
+    if log_level:
+        o["logging.level"] = log_level.upper()
+    cfg = _load(config, o)
+    _setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
+    from bridge.room import RoomService
+
+    svc = RoomService(cfg)
+    stop = {"flag": False}
+
+    def _stop(signum, _frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _stop)
+    try:
+        svc.start()
+    except OSError as e:
+        _fail(str(e))
+    t_end = None if duration is None else time.monotonic() + duration
+    last = 0.0
+    try:
+        while not stop["flag"] and (t_end is None or time.monotonic() < t_end):
+            time.sleep(0.2)
+            if not quiet and time.monotonic() - last >= (1.0 if console.is_terminal else 5.0) and svc.last:
+                last = time.monotonic()
+                m = svc.last
+                console.print(f"room {cfg.mqtt.site}: {m['count']} visitors, {m['bridges']} bridges "
+                              f"({len(m['stale'])} stale)  V{m['valence']:+.2f} A{m['arousal']:+.2f} {m['label']:>9s}"
+                              f"  mqtt:{svc.status} refused:{m['refused']}", highlight=False)
+    finally:
+        svc.stop()
+        log.info("room: %d states received, %d refused", svc.agg.received, svc.agg.n_refused)
+    _exit_now(0)

@@ -40,7 +40,7 @@ class AudioConfig(_Strict):
     n_mfcc: int = Field(13, ge=4, le=40)
     pitch_min_hz: float = Field(65.0, ge=30, le=400)
     pitch_max_hz: float = Field(500.0, ge=100, le=2000)
-    vad_threshold_db: float = Field(-45.0, ge=-100, le=0)
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class VideoConfig(_Strict):
@@ -55,6 +55,16 @@ class VideoConfig(_Strict):
     window_s: float = Field(0.5, ge=0.05, le=5)
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
     max_input_side: int = Field(640, ge=64, le=4096)
+    face_fps: float = Field(30.0, ge=0, le=240)
+    skip_unchanged: float = Field(0.0, ge=0, le=64)
+    idle_face_fps: float = Field(10.0, ge=0, le=240)
+    # per-visitor neutral calibration of the face evidence (bridge/features/calibration.py): "auto" takes the first
+    # calibration_s seconds of low expression as the resting face, "command" waits for the calibrate command,
+    # "off" never corrects; forgotten after calibration_forget_s without a face (the visitor left)
+    calibration: Literal["auto", "command", "off"] = "auto"
+    small_faces: bool = True  # look for far-away faces (narrower than ~1/5 of the frame) in parts of the frame
+    calibration_s: float = Field(2.0, gt=0, le=60)
+    calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 
 
 class SourcesConfig(_Strict):
@@ -69,6 +79,7 @@ class ModelConfig(_Strict):
     tick_hz: float = Field(30.0, ge=1, le=120)
     reset_after_s: float = Field(8.0, gt=0, le=3600)
     threads: int = Field(1, ge=1, le=16)
+    quantize: Literal["none", "int8"] = "none"
 
 
 class EventsConfig(_Strict):
@@ -124,6 +135,90 @@ class LoggingConfig(_Strict):
     backups: int = Field(5, ge=0, le=100)
 
 
+def _check_topic_level(v: str | None) -> str | None:
+    if v is None:
+        return v
+    if not v or len(v) > 64 or not all(c.isascii() and (c.isalnum() or c in "_.-") for c in v):
+        raise ValueError("use 1-64 letters, digits, '_', '.' or '-' (it becomes one MQTT topic level and part "
+                         "of OSC addresses)")
+    return v
+
+
+class MqttConfig(_Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    site: str = "default"
+    bridge_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    tls_insecure: bool = False
+    keepalive_s: int = Field(10, ge=2, le=3600)
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(8.0, gt=0, le=600)
+    queue: int = Field(256, ge=8, le=100_000)
+    flat: bool = False
+    max_message_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024)
+
+    _site = field_validator("site", "bridge_id")(classmethod(lambda cls, v: _check_topic_level(v)))
+
+
+class RoomConfig(_Strict):
+    rate_hz: float = Field(10.0, ge=1, le=120)
+    stale_s: float = Field(3.0, gt=0, le=3600)
+    forget_s: float = Field(300.0, gt=0, le=86400)
+    osc_targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:7002"])
+    ws_host: str = "127.0.0.1"
+    ws_port: int = Field(9982, ge=0, le=65535)
+    osc_rows: bool = True
+
+    @field_validator("osc_targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        return [_check_hostport(t) for t in v]
+
+
+class SensorChannel(_Strict):
+    unit: str = ""
+    min: float
+    max: float
+    stale_s: float = Field(5.0, gt=0, le=3600)
+
+
+def _default_channels() -> dict[str, SensorChannel]:
+    return {"heart_rate": SensorChannel(unit="bpm", min=30.0, max=220.0),
+            "eda": SensorChannel(unit="uS", min=0.01, max=100.0)}
+
+
+class SensorsConfig(_Strict):
+    enabled: bool = True
+    channels: dict[str, SensorChannel] = Field(default_factory=_default_channels)
+    baseline_s: float = Field(20.0, ge=1, le=3600)
+    baseline_min_samples: int = Field(5, ge=2, le=100_000)
+    fusion_weight: float = Field(0.0, ge=0, le=1)
+    fusion_channels: list[str] = Field(default_factory=lambda: ["heart_rate", "eda"])
+
+    @field_validator("channels")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for name, ch in v.items():
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise ValueError(f"sensor name {name!r}: use letters, digits, '_' or '-'")
+            if not ch.min < ch.max:
+                raise ValueError(f"sensor {name}: min must be below max")
+        return v
+
+
+class AnalyzeConfig(_Strict):
+    enabled: bool = True
+    max_bytes: int = Field(50_000_000, ge=1024, le=2_000_000_000)
+    token: str | None = None
+
+
 class Config(_Strict):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     video: VideoConfig = Field(default_factory=VideoConfig)
@@ -136,6 +231,10 @@ class Config(_Strict):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    room: RoomConfig = Field(default_factory=RoomConfig)
+    sensors: SensorsConfig = Field(default_factory=SensorsConfig)
+    analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
 
 
 class ConfigError(ValueError):

@@ -44,6 +44,10 @@ class FeatureEngine:
                  use_face: bool = True):
         self.audio = AudioFeatures(audio_cfg)
         self.face = FaceWindow(video_cfg.window_s)
+        from bridge.features.calibration import NeutralCalibration, neutral_reference
+
+        self.calibration = NeutralCalibration(video_cfg.calibration, video_cfg.calibration_s,
+                                              video_cfg.calibration_forget_s, neutral_reference())
         self.use_audio, self.use_face = use_audio, use_face
         self.lock = threading.Lock()
         self.audio_muted = False
@@ -58,6 +62,7 @@ class FeatureEngine:
         with self.lock:
             self.audio.reset()
             self.face.reset()
+            self.calibration.reset()
             self.t_audio: float | None = None  # capture time just after the newest audio sample
             self.t_face: float | None = None  # newest face observation (present or not)
             self.t_face_present: float | None = None
@@ -75,10 +80,16 @@ class FeatureEngine:
 
     def push_face(self, obs: FaceObservation) -> None:
         with self.lock:
+            obs = self.calibration.apply(obs)  # relative to this visitor's resting face, once it is known
             self.face.push(obs)
             self.t_face = obs.t_capture
             if obs.present:
                 self.t_face_present = obs.t_capture
+
+    def calibrate(self, seconds: float | None = None) -> None:
+        """Take the next ``seconds`` of face as this visitor's resting face."""
+        with self.lock:
+            self.calibration.start(seconds)
 
     def vector(self, now: float) -> tuple[np.ndarray, TickInfo]:
         with self.lock:
@@ -92,8 +103,14 @@ class FeatureEngine:
             audio_age = None if not have_audio else max(0.0, now - self.t_audio)
             vec = assemble(snap.vector if snap else None, face_vec, self.audio.dim, audio_age,
                            face_age if face_present else None)
+            # Only inputs the vector reflects count. A face observation older than FACE_STALE_S is not in the
+            # vector (the camera ended, stalled or was unplugged): with the old rule its time stayed in the max,
+            # so once the audio also ended every state carried the last frame's capture time and showed a
+            # latency of seconds. With no fresh input at all the state is stamped with the tick time.
+            face_fresh = (self.use_face and not self.face_muted and self.t_face is not None
+                          and now - self.t_face <= FACE_STALE_S)
             times = [t for t in (self.t_audio if have_audio else None,
-                                 self.t_face if (self.use_face and not self.face_muted) else None) if t is not None]
+                                 self.t_face if face_fresh else None) if t is not None]
             info = TickInfo(
                 t_newest=max(times) if times else now,
                 voice_active=bool(snap and snap.voice_active),

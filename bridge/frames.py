@@ -54,3 +54,4 @@ class AffectState:
     people: list | None = field(default=None, repr=False)
     crowd: object | None = field(default=None, repr=False)
     person_events: list | None = field(default=None, repr=False)
+    sensors: dict | None = None  # body sensors (bridge.sensors), set by the tick

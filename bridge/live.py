@@ -49,7 +49,7 @@ def build_bridge(cfg: Config) -> Bridge:
         try:
             video_src = open_video(cfg.video, cfg.sources)
             tracker = FaceTracker(str(path), cfg.video.min_detection_confidence, cfg.video.max_input_side,
-                                  num_faces=cfg.people.num_faces)
+                                  small_faces=cfg.video.small_faces, num_faces=cfg.people.num_faces)
         except Exception as e:
             missing.append(f"video ({cfg.video.source}): {e}")
             video_src = None
@@ -73,9 +73,14 @@ def attach_outputs(bridge: Bridge, cfg: Config) -> Bridge:
             from bridge.monitor.server import MonitorServer
 
             ws = hub.ws
+            analyzer = None
+            if cfg.analyze.enabled:
+                from bridge.analyze import Analyzer
+
+                analyzer = Analyzer(cfg)
             mon = MonitorServer(cfg.monitor.host, cfg.monitor.port,  # a callable: websocket.port 0 is known at start
                                 ws_port=(lambda: ws.port) if ws is not None else cfg.websocket.port,
-                                token=cfg.websocket.token)
+                                token=cfg.websocket.token, analyzer=analyzer)
             extras.append(mon)
         except ImportError:
             log.warning("browser monitor not available in this build")
@@ -83,6 +88,9 @@ def attach_outputs(bridge: Bridge, cfg: Config) -> Bridge:
         from bridge.output.control import OscControlServer
 
         warn_if_exposed("OSC control", cfg.osc.control_host)
-        extras.append(OscControlServer(cfg.osc.control_host, cfg.osc.control_port, bridge.handle_command))
+        extras.append(OscControlServer(cfg.osc.control_host, cfg.osc.control_port, bridge.handle_command,
+                                       sensor_sink=bridge.sensors.push if bridge.sensors is not None else None))
+    if hub.mqtt is not None and bridge.sensors is not None:
+        hub.mqtt.on_sensor = bridge.sensors.push
     bridge.extras = extras
     return bridge

@@ -34,6 +34,7 @@ import numpy as np
 from bridge.config import Config
 from bridge.engine import FACE_STALE_S, AffectRuntime, Hysteresis, TickInfo
 from bridge.features.audio import SILENCE_DB
+from bridge.features.calibration import NeutralCalibration, neutral_reference
 from bridge.features.face import BS_INDEX, FaceObservation, FaceWindow
 from bridge.frames import AffectState
 from bridge.labels import LABELS
@@ -414,6 +415,9 @@ class Person:
         self.id, self.slot = track.id, track.slot
         self.track = track
         self.window = FaceWindow(cfg.video.window_s)
+        # this visitor's own resting face (video.calibration): the evidence of each person is relative to it
+        self.calibration = NeutralCalibration(cfg.video.calibration, cfg.video.calibration_s,
+                                              cfg.video.calibration_forget_s, neutral_reference())
         self.runtime = AffectRuntime(StreamingAffectModel(model.net, model.meta), cfg.events, cfg.model.reset_after_s)
         self.t_face: float | None = None  # newest observation with this person's face
         self.last: FaceObservation | None = None
@@ -421,6 +425,7 @@ class Person:
         self.speaking = False
 
     def push_face(self, obs: FaceObservation) -> None:
+        obs = self.calibration.apply(obs)
         self.window.push(obs)
         self.t_face, self.last = obs.t_capture, obs
 
@@ -490,13 +495,24 @@ class PeopleEngine:
         self._events.clear()
         self._label = "neutral"
 
+    def calibrate(self, seconds: float, person: int | None = None) -> None:
+        """The calibrate command with several faces: the next ``seconds`` of each person in view (or of
+        ``person``) are that person's resting face."""
+        if self.single:
+            return  # one face: the feature engine's calibration, as before
+        with self.lock:
+            for p in self.present():
+                if person is None or p.id == person:
+                    p.calibration.start(seconds)
+
     def health(self) -> dict:
         with self.lock:
             here = self.present()
             return {"num_faces": self.num_faces, "in_view": len(here),
                     "tracked": len(self.tracker.tracks), "slots": {p.slot: p.id for p in here},
                     "speaking": self.voice.speaker if self.voice.speaker in {p.id for p in here} else None,
-                    "primary": self.primary_id if not self.single else (here[0].id if here else None)}
+                    "primary": self.primary_id if not self.single else (here[0].id if here else None),
+                    "face_calibration": {p.id: p.calibration.status() for p in here} if not self.single else {}}
 
     # ---------------------------------------------------------------- faces
     def push_faces(self, faces: list[FaceObservation], t: float) -> None:

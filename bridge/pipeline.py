@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from bridge import clock
+from bridge.capture.video import FrameGate
 from bridge.config import Config
 from bridge.engine import AffectRuntime, FeatureEngine
+from bridge.features.calibration import describe as describe_calibration
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 from bridge.model.affect import StreamingAffectModel, WeightsError
@@ -60,7 +62,7 @@ class Worker:
 
 
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
-    model = StreamingAffectModel.load(weights or cfg.model.weights)
+    model = StreamingAffectModel.load(weights or cfg.model.weights, cfg.model.quantize)
     rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
     problems = rt.check_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     if problems:
@@ -91,9 +93,19 @@ class Bridge:
         self.last_state: AffectState | None = None
         self.stage_s = {"audio": 0.0, "face": 0.0, "tick": 0.0}
         self.face_frames = 0
+        # which camera frames the landmarker sees: at most video.face_fps, and a still frame reuses the last result
+        self.gate = FrameGate.from_config(cfg.video)
+        self._last_obs = None
+        self._ticks_since_face = 0
         self._audio_was_lost = False
         self.recorder = None
         self.extras: list = []  # monitor page, OSC control: anything with start()/stop()
+        self.sensors = None  # body sensors (bridge.sensors.SensorHub): state.sensors, optional arousal fusion
+        if cfg.sensors.enabled:
+            from bridge.sensors import SensorHub
+
+            self.sensors = SensorHub(cfg.sensors)
+        self._sensor_resets = 0
         self.workers: list[Worker] = []
         if audio_source is not None:
             self.workers.append(Worker("audio", self._audio_body, self._stop))
@@ -178,7 +190,10 @@ class Bridge:
             return
         t0 = time.perf_counter()
         image = frame.image
-        obs = self.tracker.process(image, frame.t_capture)
+        obs = face_observation(self.gate, self.tracker, image, frame.t_capture, self._last_obs)
+        if obs is None:  # above video.face_fps: this frame is not analysed
+            return
+        self._last_obs = obs
         feed_faces(self.engine, self.people, self.tracker, obs)
         self.stage_s["face"] += time.perf_counter() - t0
         if self.on_frame is not None:
@@ -197,8 +212,12 @@ class Bridge:
         catch-up ticks."""
         period = 1.0 / self.tick_hz
         now = clock.now()
-        face_flowing = now - self._t_face_result < 3 * period
-        deadline = self._last_tick + period * (1.5 if face_flowing else 1.0)
+        per_face = max(1, round(self.gate.interval * self.tick_hz))  # ticks per analysed face frame
+        face_flowing = now - self._t_face_result < 3 * period * per_face
+        # with faces analysed slower than the tick rate (video.face_fps), the ticks between two face results run on
+        # the timer and the one due with the next face result waits for it (1.5 periods at most)
+        wait_face = face_flowing and self._ticks_since_face >= per_face - 1
+        deadline = self._last_tick + period * (1.5 if wait_face else 1.0)
         with self._kick:
             if not self._kicked and deadline > now:
                 self._kick.wait(timeout=deadline - now)
@@ -210,10 +229,12 @@ class Bridge:
             if now - self._last_tick < 0.6 * period:
                 return  # never faster than the tick rate
             self._last_tick = now
+            self._ticks_since_face = 0
         else:
             if now < deadline - 1e-3:
                 return  # woke early (spurious wake-up): wait again
             self._last_tick = deadline if now - deadline < period else now
+            self._ticks_since_face += 1
         self.tick(now)
 
     def tick(self, now: float) -> AffectState:
@@ -222,6 +243,7 @@ class Bridge:
         state, prev = self.people.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
+        self.apply_sensors(state, now)
         self.stage_s["tick"] += time.perf_counter() - t0
         if self.hub:
             bs = None
@@ -233,6 +255,19 @@ class Bridge:
         if self.on_state:
             self.on_state(state)
         return state
+
+    def apply_sensors(self, state: AffectState, now: float) -> None:
+        """Body sensors into the state (``state.sensors``; arousal fusion when ``sensors.fusion_weight`` > 0).
+        A model reset (new visitor) starts new sensor baselines."""
+        if self.sensors is None:
+            return
+        if self.runtime.resets != self._sensor_resets:
+            self._sensor_resets = self.runtime.resets
+            self.sensors.reset()
+        snap = self.sensors.snapshot(now)
+        state.sensors = snap
+        if snap and self.cfg.sensors.fusion_weight > 0:
+            state.arousal = self.sensors.fuse_arousal(state.arousal, snap)
 
     def _health_body(self) -> None:
         self._stop.wait(1.0)
@@ -246,13 +281,16 @@ class Bridge:
             src[name] = s.health() if s is not None else {"status": "off"}
         h = {"sources": src, "workers": {w.name: w.health() for w in self.workers},
              "model": {"resets": self.runtime.resets, "seq": self.runtime.seq,
-                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted}},
+                       "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted},
+                       "face_calibration": describe_calibration(self.engine.calibration)},
              "t": clock.wall_now()}
         h["people"] = self.people.health()
         if self.hub:
             h["outputs"] = self.hub.health()
         if self.recorder is not None:
             h["recorder"] = self.recorder.health()
+        if self.sensors is not None:
+            h["sensors"] = self.sensors.health()
         return h
 
     # ---------------------------------------------------------------- control
@@ -300,6 +338,18 @@ class Bridge:
                 if target == "face":
                     self.people.face_muted = bool(on)
                 detail = f"{target} {'muted' if on else 'unmuted'}"
+        elif cmd == "calibrate":
+            sec = msg.get("seconds", self.cfg.video.calibration_s)
+            if not isinstance(sec, (int, float)) or isinstance(sec, bool) or not (0.2 <= sec <= 30):
+                ok, detail = False, "calibrate takes seconds between 0.2 and 30 (default video.calibration_s)"
+            elif self.cfg.video.calibration == "off" or self.engine.calibration.reference is None:
+                ok, detail = False, ("face calibration is off (video.calibration: off)"
+                                     if self.cfg.video.calibration == "off" else
+                                     "face calibration unavailable: the FER+ head's neutral reference is missing")
+            else:
+                self.engine.calibrate(float(sec))
+                self.people.calibrate(float(sec))  # several visitors: everyone in view
+                detail = f"calibrating: the next {float(sec):g} s of face are the visitor's resting face"
         elif cmd == "rate":
             hz = msg.get("hz")
             if not isinstance(hz, (int, float)) or isinstance(hz, bool) or not (1 <= hz <= 120):
@@ -316,7 +366,8 @@ class Bridge:
                 self.hub.publish_health(self.health())
             detail = "health sent"
         else:
-            ok, detail = False, f"unknown command {cmd!r}; known: reset, mute, rate, record_start, record_stop, status"
+            ok, detail = False, (f"unknown command {cmd!r}; known: reset, calibrate, mute, rate, record_start, "
+                                 "record_stop, status")
         if not ok:
             log.info("refused command %r: %s", msg, detail)
         return {"type": "ack", "cmd": cmd if isinstance(cmd, str) else None, "ok": ok, "detail": detail}
@@ -354,11 +405,16 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         from bridge.features.face import FaceTracker
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
-                              cfg.video.max_input_side, num_faces=cfg.people.num_faces)
+                              cfg.video.max_input_side, small_faces=cfg.video.small_faces, num_faces=cfg.people.num_faces)
+        gate = FrameGate.from_config(cfg.video)
+        last = None
         try:
             for frame in iter_video_file(str(video)):
+                obs = face_observation(gate, tracker, frame.image, frame.t_capture, last)
                 feed_audio_until(frame.t_capture)
-                feed_faces(engine, people, tracker, tracker.process(frame.image, frame.t_capture))
+                if obs is not None:  # None: a frame above video.face_fps, not analysed; the tick still comes
+                    last = obs
+                    feed_faces(engine, people, tracker, obs)
                 states.append(people.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
         finally:
             tracker.close()
@@ -370,6 +426,19 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
             states.append(people.step(*engine.vector(t), t)[0])
             k += 1
     return states
+
+
+def face_observation(gate: FrameGate, tracker, image, t_capture: float, last):
+    """The face observation for one camera frame, as the gate decides: the landmarker's (``run``), the last one
+    re-stamped to this frame's time (``same``: the frame did not change), or None (``drop``: above face_fps)."""
+    verdict = gate.decide(image, t_capture)
+    if verdict == "drop":
+        return None
+    if verdict == "same" and last is not None:
+        return dataclasses.replace(last, t_capture=t_capture)
+    obs = tracker.process(image, t_capture)
+    gate.seen(obs.present, t_capture)
+    return obs
 
 
 def feed_faces(engine: FeatureEngine, people: PeopleEngine, tracker, obs) -> None:

@@ -406,6 +406,7 @@ class SimulatedBridge(Bridge):
             face_age_ms=s.face_age_ms, voice_age_ms=s.voice_age_ms, loudness_db=s.loudness_db, pitch_hz=s.pitch_hz,
             head_pose=s.pose, face_size=s.face_size, raw_label=LABELS[int(np.argmax(s.probs))],
         )
+        self.apply_sensors(state, now)
         self._attach_group(state, s, prev, now)
         self.stage_s["tick"] += clock.now() - t0
         if self.hub:

@@ -32,12 +32,14 @@ def test_incremental_mfcc_matches_librosa(speech):
     n = af.frames_seen
     ref_mel = librosa.feature.melspectrogram(y=speech, sr=16000, n_fft=512, hop_length=160, center=False,
                                              n_mels=40, power=2.0)
-    ref = librosa.feature.mfcc(S=librosa.power_to_db(ref_mel, ref=1.0, amin=1e-10, top_db=None), n_mfcc=13).T
+    ref_db = librosa.power_to_db(ref_mel, ref=1.0, amin=1e-16, top_db=None)
+    ref_db = np.maximum(ref_db, ref_db.max(axis=0, keepdims=True) - 80.0)  # the per-frame floor (top_db per frame)
+    ref = librosa.feature.mfcc(S=ref_db, n_mfcc=13).T
     assert ref.shape[0] == n
     rows = af.frame_rows()  # the last window_s of frames
     got = rows[:, af.sl_mfcc]
     assert np.abs(got - ref[-len(got):]).max() < MFCC_TOLERANCE
-    assert np.abs(rows[:, af.sl_logmel] - librosa.power_to_db(ref_mel, top_db=None).T[-len(got):]).max() < 5e-3  # dB
+    assert np.abs(rows[:, af.sl_logmel] - ref_db.T[-len(got):]).max() < 5e-3  # dB
 
 
 @pytest.mark.parametrize("block", [1, 160, 320, 441, 1024, 16000])
@@ -57,13 +59,21 @@ def test_voice_activity_pitch_and_loudness(speech):
     af.process(np.zeros(16000, np.float32))
     assert not af.snapshot().voice_active
     assert af.snapshot().loudness_db < -90
+    assert af.snapshot().speech_level_db is None  # no speech yet: no level
     t = np.arange(16000) / 16000
-    tone = 0.3 * np.sign(np.sin(2 * np.pi * 150 * t)).astype(np.float32)  # a buzzy 150 Hz "voice"
+    tone = 0.3 * np.sign(np.sin(2 * np.pi * 150 * t)).astype(np.float32)  # a buzzy 150 Hz tone: not a voice
     af.process(tone)
     s = af.snapshot()
-    assert s.voice_active
+    assert not s.voice_active  # the VAD model knows a buzz from speech (the old dB threshold did not)
     assert abs(s.pitch_hz - 150) < 5
     assert -15 < s.loudness_db < 0
+    af.reset()
+    active = []
+    for i in range(0, len(speech), 320):
+        af.process(speech[i:i + 320])
+        active.append(af.snapshot().voice_active)
+    assert np.mean(active) > 0.3 and not active[0]  # espeak: speech between the 1 s pads of silence
+    assert -40 < af.snapshot().speech_level_db < -5
 
 
 def test_cost_does_not_depend_on_history(speech):

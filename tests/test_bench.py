@@ -21,7 +21,10 @@ REPORT = ROOT / "artifacts" / "train" / "report.json"
 
 # even shorter than --quick: the point is that every section runs end to end
 TINY = {"bridge_s": 4.0, "warmup_s": 2.0, "floor_frames": 30, "audio_s": 2.0, "audio_rounds": 1, "fanout_s": 1.0,
-        "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0)}
+        "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0),
+        "cpu_warm_s": 10.0, "cpu_measure_s": 2.0, "cpu_duration_s": 13.0, "cpu_repeats": 1, "cpu_monitor": (False,),
+        "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": False,
+        "faces_counts": (1, 2), "faces_frames": 15, "faces_repeats": 1}
 
 
 
@@ -67,11 +70,23 @@ def test_bench_produces_every_section_with_numbers(tmp_path):
     bad = [(p, v) for p, v in _numbers(res["sections"]) if not math.isfinite(v)]
     assert not bad, f"non-finite numbers: {bad[:10]}"
 
-    w, c = res["sections"]["wire"], res["sections"]["cpu"]
+    w, c, st = res["sections"]["wire"], res["sections"]["cpu"], res["sections"]["stages"]
     assert w["ws_receive_minus_t_capture_ms"]["n"] > 0  # states crossed the wire to the other process
     assert w["osc_matched"] > 0 and w["landmarker_floor_ms"]["n"] > 0
     assert w["face_found_in_floor_frames"] > 0  # the landmarker did see the face
-    assert c["pct_of_one_core"] > 0 and c["threads_pct_of_one_core"]
+    # the outside measurement ran the user's command as its own process and read it from /proc
+    run = c["runs"]["no_monitor"][0]
+    assert run["rc"] == 0 and ("emotion-bridge run" in run["command"] or " -m bridge run" in run["command"])
+    assert run["cpu_s"] > 0 and run["threads_pct_of_one_core"].get("drishti", 0) > 0  # MediaPipe's own threads
+    assert run["states_sent"] and run["states_sent"] > 0
+    pre = c["presets"]["performance"]
+    assert pre["runs"][0]["rc"] == 0 and pre["settings"]["video.face_fps"] < 30.0  # the preset's own settings
+    # the per-stage profile saw every stage called
+    calls = st["per_stage"]["calls"]
+    assert all(calls.get(k, 0) > 0 for k in ("face_process", "landmarker_call", "push_audio", "model_step", "publish"))
+    assert st["per_stage"]["landmarker"]["ms_per_unit"] > 0 and st["per_stage"]["model step"]["ms_per_unit"] > 0
+    fc = res["sections"]["faces"]["faces"]
+    assert set(fc) == {"1", "2"} and fc["2"]["faces_found_mean"] > 1.5  # two faces really tracked
     a = res["sections"]["audio"]
     assert set(a["cpu_ms_per_audio_s"]) == {"ours", "librosa_window", "opensmile_lld", "opensmile_lld_func"}
     assert a["opensmile_outputs"]["opensmile_lld"] > 0 and a["opensmile_outputs"]["opensmile_lld_func"] > 0
@@ -80,7 +95,7 @@ def test_bench_produces_every_section_with_numbers(tmp_path):
     g = res["sections"]["growth"]
     assert g["window_s"] == [0.5, 2.0] and len(g["ours_ms"]) == 2
     assert {t["name"].split(" (")[0] for t in res["targets"]} >= {"capture-to-wire p99"}
-    assert all(isinstance(t["met"], bool) for t in res["targets"]) and len(res["targets"]) == 4
+    assert all(isinstance(t["met"], bool) for t in res["targets"]) and len(res["targets"]) == 5
 
 
 def test_bench_command_writes_json(tmp_path):

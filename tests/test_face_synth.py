@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bridge.features.face import BLENDSHAPE_NAMES, BS_INDEX, FACE_DIM, N_BLENDSHAPES, FaceObservation
+from bridge.features.face import BLENDSHAPE_NAMES, BS_INDEX, FACE_DIM, N_BLENDSHAPES, PRESENT_FRAC, FaceObservation
 from bridge.labels import LABELS
 from bridge.training import face_synth as fs
 from bridge.training.face_synth import (EMFACS_LABELS, PROTOTYPES, SynthConfig, face_features_for_timeline, generate,
@@ -246,7 +246,7 @@ def test_explicit_dropouts_and_face_window():
     for k in np.flatnonzero((ticks > 2.8) & (ticks < 5.6)):
         in_win = (t <= ticks[k] + 1e-9) & (t >= t[t <= ticks[k] + 1e-9].max() - 0.5 - 1e-9)
         frac = tr.present[in_win].mean()
-        assert ft.features[k, -1] == pytest.approx(frac, abs=1e-6)
+        assert ft.features[k, PRESENT_FRAC] == pytest.approx(frac, abs=1e-6)
         if frac == 0.0:
             assert not ft.features[k].any()
         else:

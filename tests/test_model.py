@@ -64,7 +64,7 @@ def test_chunked_passes_equal_the_full_pass(tmp_path):
         for a, b in [(0, 1), (1, 45), (45, 46), (46, 103), (103, 240)]:
             logits, _, _, state = net(x[:, a:b], state)
             outs.append(logits)
-    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=5e-5, rtol=1e-4)  # float32 sums over 250+ inputs
 
 
 def test_utterance_pooling_restarts_after_a_pause(tmp_path):

@@ -164,26 +164,40 @@ def test_voice_goes_to_the_mouth_moving_with_it(speech_pair, speaker_left):
 
 
 def _old_process_files(video, audio, cfg):
-    """The single-visitor loop as it was before people existed (pipeline.process_files, one face)."""
+    """The single-visitor loop as it was before people existed (pipeline.process_files, one face: the frame gate,
+    one model step per frame)."""
     from bridge.capture.audio import iter_audio_file
-    from bridge.capture.video import iter_video_file
+    from bridge.capture.video import FrameGate, iter_video_file
     from bridge.features.face import FaceTracker
+    import contextlib
+
+    from bridge import pipeline as pl
+    from bridge.pipeline import face_observation
 
     model = load_model(cfg)
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video)
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    single_step = pl._SingleStep() if hasattr(pl, "_SingleStep") else contextlib.nullcontext()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms))
     pending = next(blocks, None)
-    tracker = FaceTracker(face_model_path(), cfg.video.min_detection_confidence, cfg.video.max_input_side)
+    extra = {"small_faces": cfg.video.small_faces} if hasattr(cfg.video, "small_faces") else {}
+    tracker = FaceTracker(face_model_path(), cfg.video.min_detection_confidence, cfg.video.max_input_side,
+                          **extra)
+    gate = FrameGate.from_config(cfg.video)
+    last = None
     out = []
     try:
         for frame in iter_video_file(str(video)):
+            obs = face_observation(gate, tracker, frame.image, frame.t_capture, last)
             while pending is not None and pending.t_end <= frame.t_capture + 1e-9:
                 engine.push_audio(pending.samples, pending.t_end)
                 pending = next(blocks, None)
-            engine.push_face(tracker.process(frame.image, frame.t_capture))
-            out.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
+            if obs is not None:
+                last = obs
+                engine.push_face(obs)
+            with single_step:
+                out.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
     finally:
         tracker.close()
     return out

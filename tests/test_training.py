@@ -90,6 +90,7 @@ def test_speed_perturbation_scales_pitch_and_duration():
     assert speed_perturb(y, 1.0) is y
 
 
+@pytest.mark.timeout(900)
 def test_small_training_run_end_to_end(tmp_path):
     """Two actors for training, one for validation, two epochs: the real trainer, cache, weights and report."""
     from bridge.training.train import TrainConfig, evaluate, train
@@ -108,7 +109,8 @@ def test_small_training_run_end_to_end(tmp_path):
     m = manifest(tmp_path / "m.csv", clips)
     out = tmp_path / "w.pt"
     cfg = TrainConfig(data=str(m), out=str(out), epochs=2, chain_sets=2, speed_perturb=0.1, chain_len=6, session_len=100,
-                      workers=1, cache_dir=str(tmp_path / "cache"), artifacts=str(tmp_path / "art"), hidden=16)
+                      workers=1, cache_dir=str(tmp_path / "cache"), artifacts=str(tmp_path / "art"), hidden=16,
+                      real_faces=False)  # the real-face bank takes ~13 min to build; tests/test_face_real.py covers it
     rep = train(cfg)
     net, meta = load_weights(out)
     assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]
@@ -120,8 +122,14 @@ def test_small_training_run_end_to_end(tmp_path):
     rep2 = train(cfg)
     assert rep2["val_clips_audio_only"]["uar"] == rep["val_clips_audio_only"]["uar"]
     held_out = manifest(tmp_path / "val.csv", [c for c in clips if c.speaker == "actor03"])
-    res = evaluate(str(held_out), str(out), str(tmp_path / "eval"), workers=1, cache_dir=str(tmp_path / "cache"))
+    res = evaluate(str(held_out), str(out), str(tmp_path / "eval"), workers=1, cache_dir=str(tmp_path / "cache"),
+                   robustness=True, per_speaker_label=1)
     assert res["n_clips"] == 15 and len(res["confusion"]) == len(LABELS) and "fresh_clips" in res
+    assert 0 <= res["session"]["uar"] <= 1
+    rob = res["robustness"]
+    assert rob["n_clips"] == 8 and set(rob["conditions"]) == {"clean", "+20dB", "-20dB", "pink10", "babble10",
+                                                               "reverb0.6"}
+    assert all(0 <= r["uar"] <= 1 and 0 <= r["arousal_uar"] <= 1 for r in rob["conditions"].values())
     assert (tmp_path / "eval" / "confusion.png").is_file()
     json.loads((tmp_path / "eval" / "evaluation.json").read_text())
 
@@ -133,3 +141,29 @@ def test_cli_train_defaults_are_the_trainer_defaults():
 
     cfg = TrainConfig(data="", out="")
     assert {k: getattr(cfg, k) for k in _TRAIN_DEFAULTS} == _TRAIN_DEFAULTS
+
+
+def test_augmentation_is_seeded_and_does_what_it_says():
+    from bridge.training import augment as aug
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    y = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    c1 = aug.draw_condition(np.random.default_rng(5))
+    assert c1 == aug.draw_condition(np.random.default_rng(5))
+    a = aug.apply_condition(y, c1, np.random.default_rng(1), [y])
+    b = aug.apply_condition(y, c1, np.random.default_rng(1), [y])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a).max() <= 1.0
+    # SNR: the noise added has the asked power relative to the active speech power
+    n = aug.pink_noise(len(y), rng)
+    mixed = aug.mix_at_snr(y, n, 10.0)
+    snr = 10 * np.log10(aug.active_power(y) / np.mean((mixed - y).astype(np.float64) ** 2))
+    assert abs(snr - 10.0) < 0.2
+    # gain clips at full scale
+    assert np.abs(aug.gain(y, 24.0)).max() == 1.0
+    # the synthetic room decays by 60 dB in about RT60 (Schroeder backward integration of the tail)
+    h = aug.synth_rir(0.6, np.random.default_rng(3)).astype(np.float64)
+    edc = 10 * np.log10(np.cumsum(h[::-1] ** 2)[::-1] / np.sum(h ** 2))
+    t5, t25 = np.argmax(edc < -5) / 16000, np.argmax(edc < -25) / 16000
+    assert 0.45 < 3 * (t25 - t5) < 0.75  # T20 extrapolated to 60 dB

@@ -24,7 +24,7 @@ EVENTS_TABLE = 'events'      # Table DAT: time | label | previous | seq | source
 HEALTH_TABLE = 'health'      # Table DAT: field | value
 LABEL_TEXT = 'label_text'    # Text TOP whose `text` shows the current label (optional)
 MAX_EVENTS = 50              # rows kept in the events table (plus its header)
-EXPECTED_SCHEMA = 2          # bridge.output.schema.SCHEMA_VERSION this file was written for
+EXPECTED_SCHEMA = 3          # bridge.output.schema.SCHEMA_VERSION this file was written for
 
 _last_label = None
 _errors = 0
@@ -114,13 +114,21 @@ def _show_label(dat, label):
 
 def flatten_state(msg, now=None):
     """The (field, value) rows of a `state` message: nested objects become prefix_key
-    (probs -> prob_<label>, face -> face_<key>, voice -> voice_<key>)."""
+    (probs -> prob_<label>, face -> face_<key>, voice -> voice_<key>, sensors -> sensor_<name>_<key>)."""
     rows = []
     for key, value in msg.items():
         if key == 'people' and isinstance(value, list):
             rows.append(('people', len(value)))  # how many are in view; their rows: person<slot>_<field>
             rows += flatten_people(value, msg.get('crowd'))
-        elif isinstance(value, dict):
+            continue
+        if key == 'sensors' and isinstance(value, dict):
+            # sensors -> sensors_count, sensor_<name>_<key> (value, z, age_ms, fresh, ...)
+            rows.append(('sensors_count', len(value)))
+            for name, info in value.items():
+                for sub, subval in (info.items() if isinstance(info, dict) else [('value', info)]):
+                    rows.append(('sensor_' + str(name) + '_' + str(sub), '' if subval is None else subval))
+            continue
+        if isinstance(value, dict):
             prefix = 'prob' if key == 'probs' else key
             for sub, subval in value.items():
                 rows.append((prefix + '_' + str(sub), subval))

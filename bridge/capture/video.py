@@ -639,3 +639,99 @@ def open_video(cfg: VideoConfig, sources: SourcesConfig) -> VideoSource:
     if as_device_index(src) is not None or is_url(src) or (isinstance(src, str) and _is_live_path(src)):
         return CameraSource.from_config(cfg, sources)
     return FileVideoSource.from_config(cfg, sources)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# which frames go to the face landmarker
+# --------------------------------------------------------------------------------------------------------------
+
+
+class FrameGate:
+    """Decides, per camera frame, whether the face landmarker runs on it (the costliest thing the bridge does: about
+    7-9 ms of CPU per face per frame).
+
+    * ``face_fps``: the landmarker runs at most this often; frames arriving sooner are ``"drop"`` (a 60 fps camera
+      with ``face_fps`` 30 gives every other frame; 0 = every frame). A frame counts as due from 3/4 of the period
+      on, so camera jitter does not halve the rate.
+    * ``unchanged_level``: a frame whose every 16 x 16-pixel block differs from the last frame the landmarker saw by
+      less than this many grey levels (mean over the block, 0-255) is ``"same"``: the caller reuses that frame's
+      observation instead of running the landmarker again. A still scene (an empty room, a visitor who holds
+      still) then costs almost nothing; sensor noise averages out over a block (it moves a block's mean by well
+      under one level), any real motion (lips, eyes, a head turn) moves some block by more. 0 = off.
+    * ``refresh_s``: even an unchanged scene is looked at again after this long (tracking and presence stay
+      fresh).
+    * ``idle_fps``: while no face has been seen for ``idle_after_s``, the landmarker runs at most this often (an
+      empty room still costs the face detector on every frame: about 4 ms of CPU each). A visitor who walks in
+      is found within 1/idle_fps s, and from then on every frame is analysed again. 0 = off.
+      The caller reports what the landmarker found through :meth:`seen`.
+    """
+
+    BLOCK = 16
+
+    def __init__(self, face_fps: float = 0.0, unchanged_level: float = 0.0, refresh_s: float = 1.0,
+                 idle_fps: float = 0.0, idle_after_s: float = 2.0):
+        self.min_interval = 0.75 / face_fps if face_fps and face_fps > 0 else 0.0
+        self.idle_interval = max(self.min_interval, 0.75 / idle_fps) if idle_fps and idle_fps > 0 else 0.0
+        self.idle_after_s = float(idle_after_s)
+        self._t_face = -math.inf  # last time the landmarker found a face
+        self._t_first = None
+        self.idle = False
+        self.level = float(unchanged_level)
+        self.refresh_s = float(refresh_s)
+        self._ref: np.ndarray | None = None  # block means of the last frame the landmarker saw
+        self._t_ref = -math.inf
+        self._t_last = -math.inf
+        self.counts = {"run": 0, "same": 0, "drop": 0}
+
+    @classmethod
+    def from_config(cls, cfg: VideoConfig) -> "FrameGate":
+        return cls(cfg.face_fps, cfg.skip_unchanged, idle_fps=cfg.idle_face_fps)
+
+    def reset(self) -> None:
+        self._ref, self._t_ref, self._t_last = None, -math.inf, -math.inf
+        self._t_face, self._t_first = -math.inf, None
+
+    @property
+    def interval(self) -> float:
+        """The shortest time between two analysed frames now (0 = every frame)."""
+        return self.idle_interval / 0.75 if self.idle else self.min_interval / 0.75
+
+    def seen(self, present: bool, t: float) -> None:
+        """What the landmarker found on the frame of time ``t`` (drives the idle rate)."""
+        if present:
+            self._t_face = t
+
+    def _blocks(self, image: np.ndarray) -> np.ndarray:
+        """Mean of every 16 x 16 block per channel, in float: OpenCV's area resize to a quarter (fast, rounded
+        to integers), then the mean of 4 x 4 of those (the rounding averages out instead of adding a level)."""
+        h, w = image.shape[:2]
+        q = self.BLOCK // 4
+        h4, w4 = (h // self.BLOCK) * q, (w // self.BLOCK) * q
+        if h4 == 0 or w4 == 0:
+            return image.astype(np.float32)
+        small = _cv2().resize(image[: h4 * 4, : w4 * 4], (w4, h4), interpolation=_cv2().INTER_AREA)
+        small = small.reshape(h4 // q, q, w4 // q, q, -1).astype(np.float32)
+        return small.mean(axis=(1, 3))
+
+    def decide(self, image: np.ndarray, t: float) -> str:
+        """``"run"`` (give it to the landmarker), ``"same"`` (reuse the last observation) or ``"drop"``."""
+        if self._t_first is None:
+            self._t_first = t
+        interval = self.min_interval
+        self.idle = bool(self.idle_interval) and t - max(self._t_face, self._t_first) > self.idle_after_s
+        if self.idle:
+            interval = self.idle_interval  # nobody seen for a while
+        if t - self._t_last < interval:
+            self.counts["drop"] += 1
+            return "drop"
+        self._t_last = t
+        if self.level > 0:
+            blocks = self._blocks(image)
+            ref = self._ref
+            if (ref is not None and ref.shape == blocks.shape and t - self._t_ref < self.refresh_s
+                    and float(np.abs(blocks - ref).max()) < self.level):
+                self.counts["same"] += 1
+                return "same"
+            self._ref, self._t_ref = blocks, t
+        self.counts["run"] += 1
+        return "run"

@@ -1,4 +1,5 @@
-"""Streaming audio features: incremental frame analysis + sliding-window statistics.
+"""Streaming audio features: incremental frame analysis + sliding-window statistics, none of which move with the
+microphone's gain.
 
 Only new samples are analysed: each ``process(samples)`` call turns the complete new frames (hop ``hop_ms``,
 frame ``frame_ms``, no centering) into one row of frame-level features and appends it to a bounded ring; the
@@ -6,9 +7,20 @@ window vector (``window()``) is a handful of weighted statistics over that ring,
 the data seen and barely with the window length. Frame boundaries depend only on sample positions, so results
 do not depend on how the microphone chops the stream into blocks. ``reset()`` forgets everything.
 
-Frame-level features: log-mel (power, dB re 1.0), MFCC (DCT-II ortho of the log-mel, as librosa does), RMS in
+Frame-level features: log-mel (power, dB re 1.0, floored 80 dB below the frame's loudest band), MFCC (DCT-II ortho of the log-mel, as librosa does), RMS in
 dBFS, pitch and periodicity by YIN (de Cheveigné & Kawahara 2002; difference function by FFT), spectral
-centroid, spectral flux, zero-crossing rate and onset strength (mean positive log-mel difference).
+centroid, spectral flux, zero-crossing rate, onset strength (mean positive log-mel difference) and the speech
+probability of Silero VAD (``bridge.features.vad``; the frame gets the newest 32 ms chunk that ended with it).
+
+Gain invariance. A running *speech level* (like an AGC's: the mean frame level in dB over the frames the VAD
+calls speech, a cumulative mean over the first 5 s of speech, then an exponential average with a 5 s time
+constant; part of the resettable state) is the reference for everything level-like: the model sees loudness
+relative to it (``rel_db_*``), never absolute dBFS; the pretrained speech encoder (``speech_encoder``) gets its
+log-mel frames shifted by it, so it hears speech at a nominal -26 dBFS whatever the gain. MFCC c0 (the level) is
+left out; c1-c12, pitch in semitones, spectral centroid, flux (of the normalised spectrum), zero-crossing rate
+and onset strength do not depend on the gain. Per-visitor normalisation of the whole vector (cepstral mean
+normalisation among it) happens in the model's speaker-adaptation state (``bridge.model.affect``). Absolute
+dBFS only goes out as ``loudness_db`` for display; the model never sees it.
 """
 
 from __future__ import annotations
@@ -22,8 +34,13 @@ import scipy.fft
 
 from bridge.config import AudioConfig
 
-_EPS = 1e-10
+_EPS = 1e-16  # log floor (-160 dB): far below any real signal, so quiet rooms keep their spectral shape at any gain
 SILENCE_DB = -100.0
+TOP_DB = 80.0
+REF_LEVEL_DB = -26.0  # nominal active speech level (ITU-T P.56 practice) the encoder's input is shifted to
+REL_FLOOR_DB = -50.0  # relative loudness floor: 50 dB below the speech level is silence, whatever the gain
+LEVEL_FRAMES = 500
+NO_SPEECH_OFFSET = 1e4  # speech frames (5 s) after which the speech level becomes an exponential average
 
 
 @dataclass
@@ -32,9 +49,11 @@ class AudioSnapshot:
 
     vector: np.ndarray  # window feature vector (AUDIO_DIM,)
     voice_active: bool
-    loudness_db: float
+    loudness_db: float  # absolute dBFS of the newest frame: for display, never for the model
     pitch_hz: float
     n_frames: int  # total frames analysed so far (for ages / tests)
+    vad_prob: float = 0.0  # newest speech probability
+    speech_level_db: float | None = None  # running speech level (dBFS), None before any speech
 
 
 class AudioFeatures:
@@ -59,8 +78,18 @@ class AudioFeatures:
         self.sl_logmel = slice(0, m)
         self.sl_mfcc = slice(m, m + c)
         i = m + c
-        self.i_rms, self.i_f0, self.i_per, self.i_cent, self.i_flux, self.i_zcr, self.i_onset = range(i, i + 7)
-        self.row_dim = i + 7
+        (self.i_rms, self.i_f0, self.i_per, self.i_cent, self.i_flux, self.i_zcr, self.i_onset, self.i_vad,
+         self.i_rel) = range(i, i + 9)
+        self.row_dim = i + 9
+        from bridge.features.speech_encoder import EMB_DIM, EMB_STEP, SpeechEncoder
+        from bridge.features.vad import SileroVad
+
+        if self.hop != 160 or self.n_fft != 512:
+            raise ValueError("the speech encoder needs audio.hop_ms 10 and audio.frame_ms 32 (its frame grid)")
+        self.vad = SileroVad()
+        self.encoder = SpeechEncoder()
+        self.emb_dim = EMB_DIM
+        self.emb_slots = self.win_frames // EMB_STEP + 2
         self.names = self._names()
         self.dim = len(self.names)
         self.reset()
@@ -74,6 +103,14 @@ class AudioFeatures:
         self._prev_mag: np.ndarray | None = None
         self._prev_logmel: np.ndarray | None = None
         self._samples_seen = 0
+        self.vad.reset()
+        self.encoder.reset()
+        self._level: float | None = None  # running speech level (dBFS)
+        self._n_speech = 0
+        # embeddings of the window: vectors, their speech weight, the frame count at which each was complete
+        self._emb = np.zeros((self.emb_slots, self.emb_dim), np.float32)
+        self._emb_w = np.zeros(self.emb_slots, np.float32)
+        self._emb_at = np.full(self.emb_slots, -10 ** 9, np.int64)
 
     @property
     def frames_seen(self) -> int:
@@ -87,15 +124,56 @@ class AudioFeatures:
     def process(self, samples: np.ndarray) -> int:
         """Add mono float samples at ``sample_rate``; analyse every new complete frame. Returns frames added."""
         x = sanitize_audio(samples)
+        chunks_before = self.vad.chunks
+        last_before = self.vad.last_prob
+        vad_new = self.vad.process(x)
+        mel = self.encoder.mel(x)
         self._samples_seen += len(x)
         buf = np.concatenate([self._buf, x]) if len(x) else self._buf
         n_new = 0 if len(buf) < self.context else 1 + (len(buf) - self.context) // self.hop
+        assert len(mel) == n_new, (len(mel), n_new)  # the same frame grid
         if n_new:
             rows = self._analyse(buf, n_new)
+            # VAD: each frame gets the newest 32 ms chunk that had ended by the frame's end
+            ends = self.n_fft + self.hop * (self._count + np.arange(n_new))
+            j = ends // 512 - 1 - (chunks_before - 1)  # index into [last chunk before this call, new chunks]
+            probs = np.concatenate([[last_before], vad_new]).astype(np.float32)
+            rows[:, self.i_vad] = np.where(ends // 512 - 1 >= 0, probs[np.clip(j, 0, len(probs) - 1)], 0.0)
+            offset = self._levels(rows)
+            at, embs = self.encoder.embed(mel, offset)
+            self._push_embeddings(at, embs, rows)
             self._push(rows)
             buf = buf[n_new * self.hop:]
         self._buf = buf
         return n_new
+
+    def _levels(self, rows: np.ndarray) -> np.ndarray:
+        """Update the running speech level frame by frame; fill the relative loudness; return the encoder's
+        per-frame offset (speech level - REF_LEVEL_DB; before any speech, an offset that floors every frame: the
+        encoder hears silence until there is a level to hear the room relative to)."""
+        offset = np.zeros(len(rows), np.float32)
+        thr = self.cfg.vad_threshold
+        for k in range(len(rows)):
+            r = float(rows[k, self.i_rms])
+            if rows[k, self.i_vad] >= thr and r > -110.0:
+                self._n_speech += 1
+                if self._level is None:
+                    self._level = r
+                else:
+                    self._level += (r - self._level) / min(self._n_speech, LEVEL_FRAMES)
+            lev = self._level
+            rows[k, self.i_rel] = 0.0 if lev is None else max(r - lev, REL_FLOOR_DB)
+            offset[k] = NO_SPEECH_OFFSET if lev is None else lev - REF_LEVEL_DB
+        return offset
+
+    def _push_embeddings(self, at: np.ndarray, embs: np.ndarray, rows: np.ndarray) -> None:
+        for i, e in zip(at, embs):
+            self._emb = np.roll(self._emb, -1, axis=0)
+            self._emb_w = np.roll(self._emb_w, -1)
+            self._emb_at = np.roll(self._emb_at, -1)
+            self._emb[-1] = e
+            self._emb_w[-1] = float(rows[i, self.i_vad])  # speech probability at its newest frame
+            self._emb_at[-1] = self._count + int(i) + 1
 
     def _analyse(self, buf: np.ndarray, n: int) -> np.ndarray:
         idx = np.arange(self.context)[None, :] + self.hop * np.arange(n)[:, None]
@@ -106,9 +184,12 @@ class AudioFeatures:
         mag = np.sqrt(power)
         mel = power @ self.mel_fb.T
         logmel = 10.0 * np.log10(np.maximum(mel, _EPS))
+        # per-frame floor 80 dB below the frame's loudest band: relative, so a band near a quiet room's floor has
+        # the same value at any gain (an absolute floor would cut in at a different band per gain)
+        logmel = np.maximum(logmel, logmel.max(axis=1, keepdims=True) - TOP_DB)
         mfcc = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc]
         rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-        rms_db = 20.0 * np.log10(np.maximum(rms, 1e-5))
+        rms_db = 20.0 * np.log10(np.maximum(rms, 1e-7))
         f0, per = self._yin(frames_long[:, -self.yin_len:])
         msum = mag.sum(axis=1) + _EPS
         cent = (mag @ self.freqs) / msum / 1000.0  # kHz
@@ -121,7 +202,7 @@ class AudioFeatures:
         zcr = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
         self._prev_mag = norm_mag[-1]
         self._prev_logmel = logmel[-1]
-        rows = np.empty((n, self.row_dim), np.float32)
+        rows = np.zeros((n, self.row_dim), np.float32)
         rows[:, self.sl_logmel] = logmel
         rows[:, self.sl_mfcc] = mfcc
         rows[:, self.i_rms] = rms_db
@@ -175,7 +256,7 @@ class AudioFeatures:
         # silent, or no AC energy (a constant/DC input makes d(tau) = 0 at every lag: "perfectly periodic")
         head = x[:, :w]
         ac_energy = ((head - head.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-        silent = (energy0[:, 0] < 1e-6 * w) | (ac_energy < 1e-6 * w)
+        silent = (energy0[:, 0] < 1e-12 * w) | (ac_energy < 1e-12 * w)  # below -120 dBFS: no gain dependence
         f0 = np.where((periodicity > 0.5) & ~silent, self.sr / period, 0.0)
         periodicity = np.where(silent, 0.0, periodicity)
         return f0.astype(np.float32), periodicity.astype(np.float32)
@@ -201,26 +282,36 @@ class AudioFeatures:
             return AudioSnapshot(np.zeros(self.dim, np.float32), False, SILENCE_DB, 0.0, 0)
         vec, active = self._window(rows)
         last = rows[-1]
-        return AudioSnapshot(vec, active, float(last[self.i_rms]), float(last[self.i_f0]), self._count)
+        return AudioSnapshot(vec, active, max(SILENCE_DB, float(last[self.i_rms])), float(last[self.i_f0]), self._count,
+                             float(last[self.i_vad]), self._level)
 
     def _names(self) -> list[str]:
         n: list[str] = []
-        n += [f"mfcc{i}_{s}" for s in ("mean", "std", "slope") for i in range(self.n_mfcc)]
+        n += [f"mfcc{i}_{s}" for s in ("mean", "std", "slope") for i in range(1, self.n_mfcc)]
         n += [f"dmfcc{i}_std" for i in range(self.n_mfcc)]
-        n += [f"logmel{i}_{s}" for s in ("mean", "std") for i in range(self.n_mels)]
-        n += ["rms_db_mean", "rms_db_std", "rms_db_slope", "rms_db_max"]
+        n += ["rel_db_mean", "rel_db_std", "rel_db_slope", "rel_db_max"]
         n += ["pitch_st_mean", "pitch_st_std", "pitch_st_slope", "pitch_st_range", "voiced_frac"]
         n += [f"{f}_{s}" for f in ("centroid", "flux", "zcr") for s in ("mean", "std", "slope")]
-        n += ["onset_rate", "active_frac", "recent_active"]
+        n += [f"emb{i}_mean" for i in range(self.emb_dim)]
+        n += ["onset_rate", "speech_frac", "recent_active"]  # the last column is the voice-activity flag
         return n
+
+    def embedding_window(self) -> np.ndarray:
+        """Speech-weighted mean of the embeddings completed within the window (zeros before the first)."""
+        ok = self._emb_at > self._count - self.win_frames
+        if not ok.any():
+            return np.zeros(self.emb_dim, np.float32)
+        w = self._emb_w[ok] + 1e-3
+        return (w[:, None] * self._emb[ok]).sum(0) / w.sum()
 
     def _window(self, rows: np.ndarray) -> tuple[np.ndarray, bool]:
         n = len(rows)
         t = (np.arange(n, dtype=np.float32) - (n - 1) / 2) * (self.cfg.hop_ms / 1000.0)
-        rms_db = rows[:, self.i_rms]
-        # soft voice-activity weight: frames in silence barely count towards spectral statistics
-        w = 1.0 / (1.0 + np.exp(-(rms_db - self.cfg.vad_threshold_db) / 3.0)) + 1e-3
-        active = (rms_db > self.cfg.vad_threshold_db)
+        rel_db = rows[:, self.i_rel]
+        vad = rows[:, self.i_vad]
+        # soft voice-activity weight: frames the VAD calls non-speech barely count towards spectral statistics
+        w = vad + 1e-3
+        active = vad >= self.cfg.vad_threshold
         voiced = (rows[:, self.i_f0] > 0) & active
 
         def wstats(x: np.ndarray, ww: np.ndarray, t: np.ndarray = t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,14 +324,13 @@ class AudioFeatures:
             return mu, np.sqrt(var), slope
 
         mf = rows[:, self.sl_mfcc]
-        m_mu, m_sd, m_sl = wstats(mf, w)
+        m_mu, m_sd, m_sl = wstats(mf[:, 1:], w)  # c0 is the level: left out
         if n >= 5:  # regression delta, N=2 (as HTK), over the window's interior
             d = (2 * (mf[4:] - mf[:-4]) + (mf[3:-1] - mf[1:-3])) / 10.0
             _, d_sd, _ = wstats(d, w[2:-2], t[2:-2])
         else:
             d_sd = np.zeros(self.n_mfcc, np.float32)
-        lm_mu, lm_sd, _ = wstats(rows[:, self.sl_logmel], w)
-        r_mu, r_sd, r_sl = wstats(rms_db[:, None], np.ones(n, np.float32))
+        r_mu, r_sd, r_sl = wstats(rel_db[:, None], np.ones(n, np.float32))
         if voiced.sum() >= 3:
             st = 12.0 * np.log2(np.maximum(rows[voiced, self.i_f0], 1.0) / 100.0)
             tv = t[voiced]
@@ -258,14 +348,14 @@ class AudioFeatures:
         peaks = (onset[1:-1] > onset[:-2]) & (onset[1:-1] >= onset[2:]) & (onset[1:-1] > 1.5) & active[1:-1]
         dur = n * self.cfg.hop_ms / 1000.0
         recent = active[-max(1, int(0.3 * 1000 / self.cfg.hop_ms)):]
-        recent_voiced = voiced[-max(1, int(0.3 * 1000 / self.cfg.hop_ms)):]
-        voice_active = bool(recent.mean() > 0.3 and recent_voiced.mean() > 0.15)
+        voice_active = bool(recent.mean() > 0.3)
         vec = np.concatenate([
-            m_mu, m_sd, m_sl, d_sd, lm_mu, lm_sd,
-            [r_mu[0], r_sd[0], r_sl[0], rms_db.max()],
+            m_mu, m_sd, m_sl, d_sd,
+            [r_mu[0], r_sd[0], r_sl[0], rel_db.max()],
             [p_mu, p_sd, p_sl, p_rng, voiced.mean()],
             np.stack([s_mu, s_sd, s_sl], 1).reshape(-1),
-            [peaks.sum() / dur, active.mean(), float(voice_active)],
+            self.embedding_window(),
+            [peaks.sum() / dur, vad.mean(), float(voice_active)],
         ]).astype(np.float32)
         return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0), voice_active
 

@@ -40,15 +40,28 @@ class FaceObservation:
     pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
     size: float = 0.0
     landmarks: np.ndarray | None = field(default=None, repr=False)  # (478, 3) normalised, for the preview
+    # the face path's 7 expression probabilities (bridge.features.expression.EXPRESSION_LABELS order), None when
+    # the tracker runs without the expression network
+    expression: np.ndarray | None = field(default=None, repr=False)
+
+
+# the expression network's labels (bridge.features.expression.EXPRESSION_LABELS; repeated here so that this module
+# does not import torch)
+EXPRESSION_NAMES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+N_EXPRESSIONS = len(EXPRESSION_NAMES)
 
 
 def face_window_names() -> list[str]:
     n = [f"bs_{b}_mean" for b in BLENDSHAPE_NAMES] + [f"bs_{b}_std" for b in BLENDSHAPE_NAMES]
     n += ["yaw_mean", "pitch_mean", "roll_mean", "yaw_std", "pitch_std", "roll_std", "size_mean", "present_frac"]
+    n += [f"expr_{e}_mean" for e in EXPRESSION_NAMES] + [f"expr_{e}_std" for e in EXPRESSION_NAMES]
+    n += ["expr_frac"]
     return n
 
 
 FACE_DIM = len(face_window_names())
+PRESENT_FRAC = face_window_names().index("present_frac")  # index of the fraction of frames with a face
+EXPR_MEAN = face_window_names().index(f"expr_{EXPRESSION_NAMES[0]}_mean")  # first of the 7 expression means
 
 
 class FaceWindow:
@@ -85,6 +98,13 @@ class FaceWindow:
         out[k + 3:k + 6] = pose.std(0)
         out[k + 6] = float(np.mean([o.size for o in present]))
         out[k + 7] = len(present) / len(obs)
+        ex = [o.expression for o in present if o.expression is not None]
+        if ex:  # the expression probabilities of the frames whose crop the network saw
+            e = np.stack(ex).astype(np.float32)
+            k += 8
+            out[k:k + N_EXPRESSIONS] = e.mean(0)
+            out[k + N_EXPRESSIONS:k + 2 * N_EXPRESSIONS] = e.std(0)
+            out[k + 2 * N_EXPRESSIONS] = len(ex) / len(present)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -107,15 +127,24 @@ class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
-                 num_faces: int = 1):
+                 running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1):
+        """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
+        "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
+        ``expression``: run the expression network on each face's crop (one small network call per face).
+        ``small_faces``: when the frame shows no face, look for a small (far away) one in a part of the frame
+        (2/5 of its width and height; every second such frame, cycling over a 3x3 grid, the centre first), then
+        follow it in a region around it; MediaPipe's detector alone misses faces narrower than about a fifth of
+        the frame."""
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
 
+        from bridge.features.landmarker_results import fast_results
+
         self._mp = mp
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=RunningMode.VIDEO,
+            running_mode=RunningMode.IMAGE if running_mode == "image" else RunningMode.VIDEO,
             num_faces=num_faces,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
@@ -123,10 +152,22 @@ class FaceTracker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._landmarker = FaceLandmarker.create_from_options(opts)
+        # results read with numpy instead of 478 + 52 Python objects per face (bridge.features.landmarker_results)
+        self._landmarker = fast_results(FaceLandmarker.create_from_options(opts))
+        self._small = small_faces
+        self._small_opts = (FaceLandmarker, opts, RunningMode)
+        self._roi_landmarker = None
+        self._roi: tuple[int, int, int, int] | None = None  # x0, y0, w, h of the region a small face is in
+        self._misses = 0
         self._max_side = max_input_side
         self._last_ts = -1
+        self._video = running_mode != "image"
         self.faces: list[FaceObservation] = []  # every face of the last frame (process() returns the first)
+        self._expr = None
+        if expression:
+            from bridge.features.expression import FaceExpression
+
+            self._expr = FaceExpression()
 
     def process(self, image, t_capture: float) -> FaceObservation:
         """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
@@ -136,22 +177,30 @@ class FaceTracker:
         if img is None:
             self.faces = []
             return FaceObservation(t_capture, False)
+        full = img
         h, w = img.shape[:2]
         s = self._max_side / max(h, w)
         if s < 1.0:
             img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        ts = max(int(t_capture * 1000), self._last_ts + 1)
-        self._last_ts = ts
-        res = self._landmarker.detect_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), ts)
+        mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        if self._video:
+            ts = max(int(t_capture * 1000), self._last_ts + 1)
+            self._last_ts = ts
+            res = self._landmarker.detect_for_video(mp_image, ts)
+        else:
+            res = self._landmarker.detect(mp_image)
+        region = None
+        if not res.face_landmarks and self._small:
+            res, region = self._small_face(full)
         if not res.face_landmarks:
             self.faces = []
             return FaceObservation(t_capture, False)
-        self.faces = [self._observe(res, i, t_capture) for i in range(len(res.face_landmarks))]
+        self.faces = [self._observe(res, i, full, t_capture, region) for i in range(len(res.face_landmarks))]
         return self.faces[0]
 
-    def _observe(self, res, i: int, t_capture: float) -> FaceObservation:
-        """Face ``i`` of a landmarker result -> observation."""
+    def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None) -> FaceObservation:
+        """Face ``i`` of a landmarker result -> observation (with its expression network call)."""
         bs = np.zeros(N_BLENDSHAPES, np.float32)
         if res.face_blendshapes and i < len(res.face_blendshapes):
             for k, cat in enumerate(res.face_blendshapes[i][:N_BLENDSHAPES]):
@@ -159,14 +208,63 @@ class FaceTracker:
         pose = (0.0, 0.0, 0.0)
         if res.facial_transformation_matrixes and i < len(res.facial_transformation_matrixes):
             pose = euler_from_matrix(res.facial_transformation_matrixes[i])
-        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[i]], np.float32)
+        marks = res.face_landmarks[i]
+        if hasattr(marks, "xyz"):  # fast_results: the numpy array itself, no 478 Python objects
+            lm = np.ascontiguousarray(marks.xyz)
+        else:
+            lm = np.array([(p.x, p.y, p.z) for p in marks], np.float32)
+        if region is not None:  # region-normalised -> frame-normalised
+            x0, y0, rw, rh = region
+            fh, fw = full.shape[:2]
+            lm = lm * np.array([rw / fw, rh / fh, rw / fw], np.float32) + np.array([x0 / fw, y0 / fh, 0], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
-        return FaceObservation(t_capture, True, bs, pose, size, lm)
+        expr = self._expr(full, lm, bs) if self._expr is not None else None
+        return FaceObservation(t_capture, True, bs, pose, size, lm, expr)
+
+    def _small_face(self, frame: np.ndarray):
+        """No face in the whole frame: search a region (the last small face's, else the next of nine search
+        regions every second frame). Returns (MediaPipe result, region or None)."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        roi = self._roi
+        if roi is None:
+            self._misses += 1
+            if self._misses % 2:
+                return _NO_FACE, None
+            k = (self._misses // 2 - 1) % 9
+            rw, rh = int(w / 2.5), int(h / 2.5)
+            # a 3x3 grid of overlapping regions, the centre first
+            cx, cy = (w - rw) // 2, (h - rh) // 2
+            grid = [(cx, cy)] + [(x, y) for y in (0, cy, h - rh) for x in (0, cx, w - rw) if (x, y) != (cx, cy)]
+            x0, y0 = grid[k]
+            roi = (x0, y0, rw, rh)
+        if self._roi_landmarker is None:
+            FaceLandmarker, opts, RunningMode = self._small_opts
+            opts.running_mode = RunningMode.IMAGE
+            self._roi_landmarker = FaceLandmarker.create_from_options(opts)
+        x0, y0, rw, rh = roi
+        rgb = np.ascontiguousarray(cv2.cvtColor(frame[y0:y0 + rh, x0:x0 + rw], cv2.COLOR_BGR2RGB))
+        res = self._roi_landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        if not res.face_landmarks:
+            self._roi = None
+            return res, None
+        # follow the face: next frame's region is centred on it, four face heights wide (within the frame)
+        p = np.array([(q.x * rw + x0, q.y * rh + y0) for q in res.face_landmarks[0]])
+        side = int(min(max(4 * (p[:, 1].max() - p[:, 1].min()), 64), w, h))
+        cx, cy = p.mean(0)
+        nx = int(np.clip(cx - side / 2, 0, w - side))
+        ny = int(np.clip(cy - side / 2, 0, h - side))
+        self._roi = (nx, ny, side, side)
+        return res, roi
 
     def close(self, timeout: float = 1.0) -> None:
         """Release the landmarker, waiting at most ``timeout`` seconds. MediaPipe's own close() also uploads the
         library's usage metrics to play.googleapis.com; where a DNS server does not answer, that lookup alone
         takes 5-10 s, so close() runs in a daemon thread and is left behind if it takes longer."""
+        roi, self._roi_landmarker = self._roi_landmarker, None
+        if roi is not None:
+            threading.Thread(target=roi.close, name="face-landmarker-close", daemon=True).start()
         lm, self._landmarker = self._landmarker, None
         if lm is None:
             return
@@ -176,6 +274,13 @@ class FaceTracker:
         if t.is_alive():
             logging.getLogger(__name__).info("MediaPipe FaceLandmarker.close() still busy after %.1f s (its usage "
                                              "metrics upload waits for the network); not waiting for it", timeout)
+
+
+class _NoFace:
+    face_landmarks: list = []
+
+
+_NO_FACE = _NoFace()
 
 
 def sanitize_frame(image) -> np.ndarray | None:

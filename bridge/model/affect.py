@@ -172,9 +172,21 @@ class StreamingAffectModel:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def load(cls, path: str | Path | None = None) -> StreamingAffectModel:
+    def load(cls, path: str | Path | None = None, quantize: str = "none") -> StreamingAffectModel:
         net, meta = load_weights(path)
+        if quantize == "int8":
+            net = quantize_int8(net)
         return cls(net, meta)
+
+
+def quantize_int8(net: AffectNet) -> AffectNet:
+    """Dynamic int8 quantisation of the Linear and LSTM layers (weights int8, activations quantised per call);
+    the normalisation, speaker adaptation and pooling stay in float32."""
+    import copy
+
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(copy.deepcopy(net).eval(), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
 
 
 def default_weights_path() -> Path:

@@ -15,6 +15,9 @@ from bridge.features.audio import AudioFeatures
 from bridge.features.face import FACE_DIM, face_window_names
 
 MAX_AGE_S = 2.0
+# what the audio vector is computed with beyond the config: the VAD and the speech encoder (a new front end
+# changes this, so older weights are refused with a clear message instead of silently misreading the features)
+AUDIO_FRONT_END = "silero-vad-6 + google-speech-embedding (openWakeWord) + speech-level-relative loudness, v2"
 MASK_NAMES = ["audio_present", "face_present", "audio_age", "face_age"]
 
 
@@ -27,7 +30,8 @@ def feature_schema(audio_cfg: AudioConfig, video_cfg: VideoConfig, tick_hz: floa
         "mask_names": MASK_NAMES,
         "audio": {k: getattr(audio_cfg, k) for k in ("sample_rate", "frame_ms", "hop_ms", "window_s", "n_mels",
                                                       "n_mfcc", "pitch_min_hz", "pitch_max_hz",
-                                                      "vad_threshold_db")},
+                                                      "vad_threshold")},
+        "audio_front_end": AUDIO_FRONT_END,
         "face_window_s": video_cfg.window_s,
         "tick_hz": tick_hz,
     }
@@ -43,6 +47,9 @@ def schema_mismatch(expected: dict, actual: dict) -> list[str]:
     for k, v in expected.get("audio", {}).items():
         if actual.get("audio", {}).get(k) != v:
             out.append(f"audio.{k}: weights were trained with {v}, config has {actual.get('audio', {}).get(k)}")
+    if expected.get("audio_front_end") != actual.get("audio_front_end"):
+        out.append(f"audio front end: weights were trained with {expected.get('audio_front_end') or 'the v1 front end'}"
+                   f", this build computes {actual.get('audio_front_end')}")
     if expected.get("face_window_s") != actual.get("face_window_s"):
         out.append(f"video.window_s: weights {expected.get('face_window_s')}, config {actual.get('face_window_s')}")
     return out

@@ -1,5 +1,8 @@
 """The browser monitor: a single static page (served here) that is a WebSocket client of the bridge.
 
+``POST /analyze`` (with an ``analyzer``, see :mod:`bridge.analyze`) takes a recorded file and answers its
+states and a summary as JSON; localhost only unless ``analyze.token`` is set.
+
 ``MonitorServer`` serves ``static/index.html``, ``app.js`` and ``style.css`` and ``/config.json`` with
 stdlib ``http.server.ThreadingHTTPServer`` in a daemon thread. Only those four paths exist (a fixed table,
 read into memory at start), so there is no directory listing and no way to reach another file; every
@@ -42,6 +45,7 @@ FILES: dict[str, tuple[str, str]] = {  # URL path -> (file in static/, content t
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TRAIL_SECONDS = 3.0
+DRAIN_MAX = 256 * 1024 * 1024  # a refused upload up to this size is read and discarded before the answer
 
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -73,7 +77,113 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _refuse(self) -> None:
         self._send(405, b"method not allowed\n", "text/plain; charset=utf-8", extra={"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
+
+    def do_POST(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path != "/analyze" or self.monitor.analyzer is None:
+            self.close_connection = True  # the body (if any) was not read
+            self._refuse()
+            return
+        self._analyze()
+
+    # ------------------------------------------------------------ POST /analyze (bridge.analyze)
+    def _json(self, code: int, obj: dict, extra: dict | None = None) -> None:
+        self._send(code, json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(), "application/json",
+                   extra=extra)
+
+    def _error(self, code: int, message: str, extra: dict | None = None, unread_body: bool = True) -> None:
+        if unread_body:
+            # An upload we refuse is read and thrown away (up to DRAIN_MAX), so that a plain client that sends
+            # the whole body before reading the answer gets the message instead of a broken pipe; then close.
+            length = self.headers.get("Content-Length", "")
+            left = int(length) if length.isdigit() and int(length) <= DRAIN_MAX else 0
+            try:
+                self.connection.settimeout(10)
+                while left > 0:
+                    chunk = self.rfile.read(min(1 << 20, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except OSError:
+                pass
+            self.close_connection = True
+            extra = {**(extra or {}), "Connection": "close"}
+        self._json(code, {"error": message, "status": code}, extra)
+
+    def _analyze(self) -> None:
+        from urllib.parse import parse_qs
+
+        from bridge.analyze import AnalyzeError, parse_multipart
+
+        an = self.monitor.analyzer
+        if not self.monitor.host_allowed(self.headers.get("Host", "")):
+            self._error(421, "wrong host")
+            return
+        token = an.token
+        if not _is_loopback(self.monitor.host) and not token:
+            self._error(403, f"POST /analyze is off while the monitor listens on {self.monitor.host} (not "
+                             f"loopback) without a token: set analyze.token in the config")
+            return
+        if token:
+            auth = self.headers.get("Authorization", "")
+            given = auth[7:] if auth.lower().startswith("bearer ") else (
+                parse_qs(urlsplit(self.path).query).get("token", [""])[0])
+            import hmac
+
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                self._error(401, "missing or wrong token: send Authorization: Bearer <analyze.token>",
+                            extra={"WWW-Authenticate": "Bearer"})
+                return
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length is None:
+            self._error(411, "Content-Length required (chunked uploads are not accepted)")
+            return
+        if not length.isdigit():
+            self._error(400, f"bad Content-Length {length!r}")
+            return
+        n = int(length)
+        if n > an.max_bytes:
+            self._error(413, f"upload of {n} bytes is larger than analyze.max_bytes ({an.max_bytes}); "
+                             f"raise it in the config or send a shorter file")
+            return
+        if n == 0:
+            self._error(400, "empty upload: send a wav, flac, mp3 or mp4 file as the body or as the `file` field",
+                        unread_body=False)
+            return
+        if not an.try_begin():
+            self._error(429, "another analysis is running; one at a time: retry when it is done",
+                        extra={"Retry-After": "2"})
+            return
+        result: dict | None = None
+        failure: AnalyzeError | None = None
+        try:
+            self.connection.settimeout(30)
+            body = bytearray()
+            while len(body) < n:
+                chunk = self.rfile.read(min(1 << 20, n - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+            if len(body) < n:
+                failure = AnalyzeError(400, f"the upload ended after {len(body)} of {n} bytes")
+            else:
+                ctype = self.headers.get("Content-Type", "")
+                data = bytes(body)
+                if ctype.lower().startswith("multipart/form-data"):
+                    data = parse_multipart(data, ctype)
+                result = an.analyze(data)
+        except AnalyzeError as e:
+            failure = e
+        except OSError as e:  # the client went away or stalled
+            log.info("analyze: upload failed: %s", e)
+            self.close_connection = True
+            return
+        finally:
+            an.end()  # before the answer: a client may send its next upload the moment it has read this one
+        if failure is not None:
+            self._error(failure.status, failure.message, unread_body=False)
+        else:
+            self._json(200, result)
 
     def _serve(self, head: bool) -> None:
         if not self.monitor.host_allowed(self.headers.get("Host", "")):
@@ -124,8 +234,9 @@ class MonitorServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9981, ws_url_port: int | Callable[[], int] = 9980,
-                 token: str | None = None, *, ws_port: int | Callable[[], int] | None = None):
+                 token: str | None = None, *, ws_port: int | Callable[[], int] | None = None, analyzer=None):
         self.host, self.port = host, port
+        self.analyzer = analyzer  # bridge.analyze.Analyzer: POST /analyze (None: 405)
         self._ws_port = ws_url_port if ws_port is None else ws_port
         self._token_required = bool(token)
         self.files: dict[str, tuple[bytes, str]] = {}
@@ -164,6 +275,8 @@ class MonitorServer:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.analyzer is not None:
+            self.analyzer.close()
 
     @property
     def url(self) -> str:

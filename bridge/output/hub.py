@@ -34,6 +34,11 @@ class OutputHub:
                                       hello=lambda: schema.hello_message(__version__), on_command=on_command,
                                       token=cfg.websocket.token, max_message_bytes=cfg.websocket.max_message_bytes,
                                       max_queue=cfg.websocket.max_queue, allowed_origins=origins)
+        self.mqtt = None
+        if cfg.mqtt.enabled:
+            from bridge.output.mqtt import MqttPublisher
+
+            self.mqtt = MqttPublisher(cfg.mqtt, hello=lambda: schema.hello_message(__version__))
         self.sinks: list[Callable[[AffectState, str | None], None]] = []  # e.g. the recorder
         self._emit_times: deque[float] = deque(maxlen=64)
         self.latencies_ms: deque[float] = deque(maxlen=4096)
@@ -42,8 +47,12 @@ class OutputHub:
     def start(self) -> None:
         if self.ws:
             self.ws.start()
+        if self.mqtt:
+            self.mqtt.start()
 
     def stop(self) -> None:
+        if self.mqtt:
+            self.mqtt.stop()
         if self.ws:
             self.ws.stop()
         if self.osc:
@@ -64,12 +73,27 @@ class OutputHub:
         fps = self.fps
         if self.osc:
             self.osc.send_state(state, fps, latency_ms, blendshapes if self.cfg.osc.blendshapes else None, changed)
-        if self.ws and self.ws.n_clients:
-            self.ws.broadcast(schema.state_message(state, state.t_emit, fps, latency_ms))
-            if changed is not None:
-                self.ws.broadcast(schema.event_message(changed, previous or "", state.seq, state.t_emit))
-            for ev in schema.person_event_messages(state, state.t_emit):
-                self.ws.broadcast(ev)
+        to_ws = bool(self.ws and self.ws.n_clients)
+        if to_ws or self.mqtt:
+            msg = schema.state_message(state, state.t_emit, fps, latency_ms)
+            event = (schema.event_message(changed, previous or "", state.seq, state.t_emit)
+                     if changed is not None else None)
+            person_events = schema.person_event_messages(state, state.t_emit)  # several visitors
+            if to_ws:
+                self.ws.broadcast(msg)
+                if event is not None:
+                    self.ws.broadcast(event)
+                for ev in person_events:
+                    self.ws.broadcast(ev)
+            if self.mqtt:  # never blocks: a bounded queue drained by the MQTT thread
+                self.mqtt.send("state", msg)
+                if event is not None:
+                    self.mqtt.send("event", event, qos=1)
+                for ev in person_events:
+                    self.mqtt.send("event", ev, qos=1)
+                if self.cfg.mqtt.flat:
+                    for address, value in schema.osc_values(state, fps, latency_ms):
+                        self.mqtt.send("osc" + address, str(value))
         for sink in self.sinks:
             try:
                 sink(state, changed)
@@ -84,6 +108,8 @@ class OutputHub:
             self.osc.send_health(schema.dumps(msg))
         if self.ws:
             self.ws.broadcast(msg)
+        if self.mqtt:
+            self.mqtt.send("health", msg)
 
     def health(self) -> dict:
         h: dict = {"published": self.published, "fps": round(self.fps, 2)}
@@ -91,6 +117,8 @@ class OutputHub:
             h["osc"] = self.osc.health()
         if self.ws:
             h["websocket"] = {"clients": self.ws.n_clients, **self.ws.counters}
+        if self.mqtt:
+            h["mqtt"] = self.mqtt.health()
         return h
 
 

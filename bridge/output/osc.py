@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import struct
 import threading
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -17,12 +18,13 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.frames import AffectState
 from bridge.output.schema import (OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values, people_osc_values,
-                                  person_event_osc_values)
+                                  person_event_osc_values, sensor_osc_values)
 
 log = logging.getLogger(__name__)
 
 
 def _msg(address: str, value: object):
+    """One message through python-osc (the health text, and the reference the fast encoder is tested against)."""
     b = OscMessageBuilder(address=address)
     if isinstance(value, bool):
         b.add_arg(int(value), "i")
@@ -35,19 +37,70 @@ def _msg(address: str, value: object):
     return b.build()
 
 
+def _osc_string(b: bytes) -> bytes:
+    return b + b"\0" * (4 - len(b) % 4)  # NUL-terminated, padded to a multiple of 4 (OSC 1.0)
+
+
+_PREFIX: dict[tuple[str, str], bytes] = {}  # address + type tag, encoded once per address
+_BUNDLE_HEAD = b"#bundle\0" + struct.pack(">Q", 1)  # time tag 1 = "immediately"
+
+
+def _encode_msg(address: str, value: object) -> bytes:
+    if isinstance(value, bool) or isinstance(value, int):
+        tag, payload = "i", struct.pack(">i", int(value))
+    elif isinstance(value, float):
+        tag, payload = "f", struct.pack(">f", value)
+    else:
+        tag, payload = "s", _osc_string(str(value).encode("utf-8"))
+    prefix = _PREFIX.get((address, tag))
+    if prefix is None:
+        prefix = _PREFIX[(address, tag)] = _osc_string(address.encode("utf-8")) + _osc_string(b"," + tag.encode())
+    return prefix + payload
+
+
 def encode_state(state: AffectState, fps: float, latency_ms: float, blendshapes: dict[str, float] | None = None,
                  changed: str | None = None) -> bytes:
+    """One OSC bundle with every field of the state. The same bytes python-osc's builders make (a test checks
+    it), encoded directly: the builders parse every message and the bundle back after building them, which
+    made this 0.15 ms of the tick instead of 0.02."""
+    items = osc_values(state, fps, latency_ms)
+    if blendshapes:
+        items += [(OSC_BLENDSHAPE_PREFIX + name, float(v)) for name, v in blendshapes.items()]
+    items += list(sensor_osc_values(state.sensors))
+    items += people_osc_values(state) + person_event_osc_values(state)  # several visitors
+    if changed is not None:
+        items.append((OSC_EVENT.address, changed))
+    return encode_values(items)
+
+
+def encode_values(values: list[tuple[str, object]]) -> bytes:
+    """Any (address, value) list as one bundle (the room aggregate), encoded directly like encode_state."""
+    parts = [_BUNDLE_HEAD]
+    for address, value in values:
+        m = _encode_msg(address, value)
+        parts.append(struct.pack(">i", len(m)))
+        parts.append(m)
+    return b"".join(parts)
+
+
+def encode_state_reference(state: AffectState, fps: float, latency_ms: float,
+                           blendshapes: dict[str, float] | None = None, changed: str | None = None) -> bytes:
+    """The same bundle built with python-osc's builders (slower; tests compare the two byte for byte)."""
     bundle = OscBundleBuilder(IMMEDIATELY)
     for address, value in osc_values(state, fps, latency_ms):
         bundle.add_content(_msg(address, value))
     if blendshapes:
         for name, v in blendshapes.items():
             bundle.add_content(_msg(OSC_BLENDSHAPE_PREFIX + name, float(v)))
+    for address, value in sensor_osc_values(state.sensors):
+        bundle.add_content(_msg(address, value))
     for address, value in people_osc_values(state) + person_event_osc_values(state):  # several visitors
         bundle.add_content(_msg(address, value))
     if changed is not None:
         bundle.add_content(_msg(OSC_EVENT.address, changed))
     return bundle.build().dgram
+
+
 
 
 def parse_target(t: str) -> tuple[str, int]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 
-SCHEMA_VERSION = 2  # 2: several visitors (/person/<slot>/..., /crowd/..., state.people, state.crowd, person events)
+SCHEMA_VERSION = 3  # 2: state.sensors; MQTT topics; room messages. 3: several visitors (/person/<slot>/..., /crowd/...,
+# state.people, state.crowd, person events)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def state_message(state: AffectState, t_emit: float, fps: float, latency_ms: flo
         },
         "fps": _r(fps, 2),
         "latency_ms": _r(latency_ms, 2),
+        "sensors": dict(state.sensors or {}),
         **people_fields(state),
     }
 
@@ -169,8 +172,184 @@ def markdown_tables() -> str:
     lines += ["", "| `state` field | type | meaning |", "|---|---|---|"]
     for name, typ, doc in JSON_STATE_FIELDS:
         lines.append(f"| `{name}` | {typ} | {doc} |")
+    lines += _more_tables()
     lines += _people_tables()
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ sensors (v2)
+
+JSON_STATE_FIELDS = JSON_STATE_FIELDS + (
+    ("sensors", "object", 'name -> {"value", "unit", "z" (null while the baseline is collected), "age_ms", '
+                          '"fresh": bool, "baseline": "collecting" or "ready"}; empty without sensors.'),
+)
+SENSOR_IN = OscField("/sensor/<name>", "f", "IN, on the control port (osc.control_port): one reading of a body "
+                                             "sensor declared in `sensors.channels` (e.g. heart_rate in bpm).")
+SENSOR_OSC_FIELDS: tuple[OscField, ...] = (
+    OscField("/sensor/<name>/z", "f", "OUT, in the state bundle once the sensor has sent a reading: z-score "
+                                      "against this visitor's own first seconds; 0 while that baseline is being "
+                                      "collected or the sensor is stale (see `/fresh` and `state.sensors`)."),
+    OscField("/sensor/<name>/fresh", "i", "OUT, in the state bundle: 1 while readings arrive (younger than "
+                                          "`stale_s`), else 0."),
+)
+
+
+def sensor_osc_values(sensors: dict | None) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for name, s in (sensors or {}).items():  # the same channels every tick: an OSC In CHOP keeps them stable
+        z = s.get("z") if s.get("fresh") else None
+        out.append((f"/sensor/{name}/z", _finite(z) if z is not None else 0.0))
+        out.append((f"/sensor/{name}/fresh", int(bool(s.get("fresh")))))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ MQTT
+
+MQTT_TOPICS: tuple[tuple[str, str, str], ...] = (  # (suffix of emotion-bridge/<site>/<bridge_id>/, qos/retain, doc)
+    ("state", "0", "The WebSocket `state` JSON, every tick."),
+    ("event", "1", "The WebSocket `event` JSON (label changed)."),
+    ("health", "0", "The `health` JSON, once a second."),
+    ("hello", "1, retained", "The `hello` JSON plus `bridge_id` and `site`; published again on every reconnect."),
+    ("status", "1, retained", '{"type":"status","v","status":"online" or "offline","bridge_id","site","t"}; '
+                              "`offline` is the last will (the broker sends it when the bridge dies)."),
+    ("sensor/<name>", "IN", "A body sensor reading: `72.5` or `{\"value\": 72.5}`."),
+    ("osc/<address>", "0", "Optional (`mqtt.flat: true`): every OSC value of the state as a plain number/text, "
+                           "e.g. `osc/emotion/valence`."),
+)
+# emotion-bridge/<site>/room, published by `emotion-bridge room` (one level: `+/state` subscriptions never see it)
+ROOM_TOPIC = "room"
+
+
+def status_message(status: str, bridge_id: str, site: str) -> dict:
+    return {"type": "status", "v": SCHEMA_VERSION, "status": status, "bridge_id": bridge_id, "site": site,
+            "t": time.time()}
+
+
+# ------------------------------------------------------------------------------------------------ room
+
+ROOM_OSC_FIELDS: tuple[OscField, ...] = (
+    OscField("/room/count", "i", "Visitors in the room now (fresh bridges with a face or a voice)."),
+    OscField("/room/bridges", "i", "Bridges sending fresh states (visitor or not)."),
+    OscField("/room/stale", "i", "Bridges that stopped sending (no state for `room.stale_s`): out of the aggregate."),
+    OscField("/room/valence", "f", "Confidence-weighted mean valence of the visitors, [-1, 1] (0 with nobody)."),
+    OscField("/room/arousal", "f", "Confidence-weighted mean arousal of the visitors, [-1, 1] (0 with nobody)."),
+    OscField("/room/confidence", "f", "Mean confidence of the visitors, [0, 1]."),
+    OscField("/room/label", "i", "Index of the leading label of the room's label distribution."),
+    OscField("/room/label_name", "s", "Name of that label."),
+    *(OscField(f"/room/prob/{name}", "f", f"Share of `{name}` in the room (confidence-weighted mean of the "
+                                          f"visitors' probabilities).") for name in LABELS),
+)
+
+ROOM_ROW_OSC_FIELDS: tuple[OscField, ...] = (  # optional (room.osc_rows), one set per bridge; person 0 only
+    OscField("/room/bridge/<bridge>/visitor", "i", "1 while this bridge sees a visitor (and is fresh)."),
+    OscField("/room/bridge/<bridge>/stale", "i", "1 once this bridge sent nothing for `room.stale_s`."),
+    OscField("/room/bridge/<bridge>/valence", "f", "This bridge's valence."),
+    OscField("/room/bridge/<bridge>/arousal", "f", "This bridge's arousal."),
+    OscField("/room/bridge/<bridge>/confidence", "f", "This bridge's confidence."),
+    OscField("/room/bridge/<bridge>/label_name", "s", "This bridge's label."),
+)
+
+
+def room_row_osc_values(agg: dict) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for row in agg["rows"]:
+        if row.get("person", 0) != 0:
+            continue  # per-person rows (multi-person tracking) go to JSON only for now
+        vals = (int(bool(row["visitor"]) and not row["stale"]), int(bool(row["stale"])), _finite(row["valence"]),
+                _finite(row["arousal"]), _finite(row["confidence"]), row["label"])
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in str(row["bridge"]))
+        for f, v in zip(ROOM_ROW_OSC_FIELDS, vals):
+            out.append((f.address.replace("<bridge>", name), v))
+    return out
+
+
+ROOM_JSON_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("type", "string", '"room"'),
+    ("v", "int", "Schema version."),
+    ("site", "string", "The site aggregated."),
+    ("seq", "int", "+1 per room state."),
+    ("t_emit", "float", "Seconds since the epoch."),
+    ("count", "int", "Visitors now."),
+    ("bridges", "int", "Fresh bridges."),
+    ("valence", "float", "Confidence-weighted mean of the visitors."),
+    ("arousal", "float", "Confidence-weighted mean of the visitors."),
+    ("confidence", "float", "Mean confidence of the visitors."),
+    ("label", "string", "Leading label of `probs`."),
+    ("probs", "object", "label -> share in the room, sums to 1 (neutral = 1 with nobody)."),
+    ("rows", "array", 'One per bridge and person: {"bridge", "person" (0 until multi-person tracking lands), '
+                      '"age_ms" (since its newest state), "latency_ms" (capture to room), "visitor": bool, '
+                      '"stale": bool, "valence", "arousal", "confidence", "label"}.'),
+    ("stale", "array", "Bridge ids without a state for `room.stale_s` (or that said `offline`)."),
+    ("refused", "int", "Messages refused so far (malformed, oversized, wrong schema)."),
+)
+
+
+def room_osc_values(agg: dict) -> list[tuple[str, object]]:
+    vals: list[object] = [int(agg["count"]), int(agg["bridges"]), int(len(agg["stale"])),
+                          _finite(agg["valence"]), _finite(agg["arousal"]), _finite(agg["confidence"]),
+                          int(LABELS.index(agg["label"])), agg["label"],
+                          *(_finite(agg["probs"].get(n, 0.0)) for n in LABELS)]
+    return [(f.address, v) for f, v in zip(ROOM_OSC_FIELDS, vals)]
+
+
+def room_message(agg: dict, site: str, seq: int, t_emit: float, refused: int) -> dict:
+    return {"type": "room", "v": SCHEMA_VERSION, "site": site, "seq": seq, "t_emit": t_emit,
+            "count": int(agg["count"]), "bridges": int(agg["bridges"]), "valence": _r(agg["valence"]),
+            "arousal": _r(agg["arousal"]), "confidence": _r(agg["confidence"]), "label": agg["label"],
+            "probs": {n: _r(agg["probs"].get(n, 0.0)) for n in LABELS},
+            "rows": [{k: (_r(v, 2) if isinstance(v, float) else v) for k, v in row.items()} for row in agg["rows"]],
+            "stale": list(agg["stale"]), "refused": int(refused)}
+
+
+ANALYZE_RESPONSE_FIELDS: tuple[tuple[str, str, str], ...] = (  # POST /analyze (bridge/analyze.py)
+    ("states", "array", "`state` messages (fields above); `t_capture` = seconds into the file; `t_emit`, `fps`, "
+                        "`latency_ms` null."),
+    ("summary", "object", "The fields below."),
+    ("file", "object", '{"type": "wav" or "flac" or "mp3" or "mp4", "bytes", "audio": bool, "video": bool}'),
+    ("warnings", "array", "Text, e.g. a truncated wav analysed as far as it goes, an mp4 without audio."),
+)
+ANALYZE_SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("n_states", "int", "States (one per video frame, or per tick at `model.tick_hz` for audio)."),
+    ("duration_s", "float", "Position of the last state."),
+    ("tick_hz", "float", "The configured tick rate."),
+    ("valence_mean", "float", "Mean valence."),
+    ("arousal_mean", "float", "Mean arousal."),
+    ("confidence_mean", "float", "Mean confidence."),
+    ("label_shares", "object", "label -> share of the states with that (hysteresis) label."),
+    ("top_label", "string", "The most frequent label."),
+    ("face_present_share", "float", "Share of states with a face."),
+    ("voice_active_share", "float", "Share of states with voice activity."),
+    ("timeline", "array", 'Per second: {"t", "valence", "arousal", "confidence", "label" (most frequent)}.'),
+)
+
+
+def _more_tables() -> list[str]:
+    lines = ["", "Body sensors (`sensors:` in the config):", "",
+             "| OSC address | type | meaning |", "|---|---|---|"]
+    for f in (SENSOR_IN, *SENSOR_OSC_FIELDS):
+        lines.append(f"| `{f.address}` | {f.type} | {f.doc} |")
+    lines += ["", "MQTT topics under `emotion-bridge/<site>/<bridge_id>/` (`--mqtt HOST[:PORT]`):", "",
+              "| topic | QoS | content |", "|---|---|---|"]
+    for name, qos, doc in MQTT_TOPICS:
+        lines.append(f"| `{name}` | {qos} | {doc} |")
+    lines += ["", f"Room aggregate (`emotion-bridge room`; also JSON on MQTT `emotion-bridge/<site>/{ROOM_TOPIC}` "
+                  "and WebSocket messages of type `room`):", "",
+              "| OSC address | type | meaning |", "|---|---|---|"]
+    for f in ROOM_OSC_FIELDS:
+        lines.append(f"| `{f.address}` | {f.type} | {f.doc} |")
+    for f in ROOM_ROW_OSC_FIELDS:
+        lines.append(f"| `{f.address}` | {f.type} | Per bridge (`room.osc_rows: true`, the default): {f.doc} |")
+    lines += ["", "| `room` field | type | meaning |", "|---|---|---|"]
+    for name, typ, doc in ROOM_JSON_FIELDS:
+        lines.append(f"| `{name}` | {typ} | {doc} |")
+    lines += ["", "`POST /analyze` on the monitor's HTTP server (see docs/SCALING.md) answers:", "",
+              "| field | type | meaning |", "|---|---|---|"]
+    for name, typ, doc in ANALYZE_RESPONSE_FIELDS:
+        lines.append(f"| `{name}` | {typ} | {doc} |")
+    lines += ["", "| `summary` field | type | meaning |", "|---|---|---|"]
+    for name, typ, doc in ANALYZE_SUMMARY_FIELDS:
+        lines.append(f"| `{name}` | {typ} | {doc} |")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------ people (v2)

@@ -79,8 +79,11 @@ def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
 
 
 def extract_sequence(clips: list[Clip], chain: list[int], audio_cfg: AudioConfig, video_cfg: VideoConfig,
-                     tick_hz: float, seed: int, gaps: bool = True, speed: float = 0.0) -> Sequence:
-    """``speed`` > 0: each clip is played at a random speed in [1 - speed, 1 + speed] (training augmentation)."""
+                     tick_hz: float, seed: int, gaps: bool = True, speed: float = 0.0, condition: dict | None = None,
+                     babble_from: list[int] | None = None) -> Sequence:
+    """``speed`` > 0: each clip is played at a random speed in [1 - speed, 1 + speed] (training augmentation).
+    ``condition``: a microphone/room/noise condition (``augment.draw_condition``) applied to the whole chained
+    audio; babble is mixed from the clips ``babble_from`` (other speakers)."""
     rng = np.random.default_rng(seed)
     pieces, spans = [], []  # spans: (segment start, speech region start, end) in samples
     pos = 0
@@ -95,6 +98,11 @@ def extract_sequence(clips: list[Clip], chain: list[int], audio_cfg: AudioConfig
         pos += gap + len(y)
     audio = np.concatenate(pieces)
     audio = audio + rng.normal(0, 10 ** (NOISE_DB / 20), len(audio)).astype(np.float32)
+    if condition is not None:
+        from bridge.training import augment
+
+        others = [read_audio(clips[i]) for i in (babble_from or [])]
+        audio = augment.apply_condition(audio, condition, rng, others)
     eng = FeatureEngine(audio_cfg, video_cfg, use_face=False)
     n_ticks = int(len(audio) / SR * tick_hz)
     A = np.zeros((n_ticks, eng.audio_dim), np.float32)
@@ -134,20 +142,46 @@ def _extract_job(args):
     return extract_sequence(*args)
 
 
+def session_conditions(clips: list[Clip], augment_seed: int) -> dict[str, dict]:
+    """One microphone/room/noise condition per speaker (all of a speaker's chains in one chain set share it,
+    as one visitor's session shares one installation)."""
+    import zlib
+
+    from bridge.training import augment
+
+    return {spk: augment.draw_condition(np.random.default_rng([augment_seed, zlib.crc32(spk.encode())]))
+            for spk in sorted({c.speaker for c in clips})}
+
+
 def build_sequences(clips: list[Clip], audio_cfg: AudioConfig, video_cfg: VideoConfig, tick_hz: float,
                     seed: int, chain_len: int = 5, single: bool = False, cache_dir: Path | None = None,
-                    workers: int = 2, progress=None, speed: float = 0.0) -> list[Sequence]:
+                    workers: int = 2, progress=None, speed: float = 0.0,
+                    augment_seed: int | None = None) -> list[Sequence]:
+    """``augment_seed``: apply a random microphone/room/noise condition per speaker (``session_conditions``)."""
     plan = chain_plan(clips, chain_len, seed, single)
+    conds = session_conditions(clips, augment_seed) if augment_seed is not None else None
     key = None
     if cache_dir is not None:
-        schema = feature_schema(audio_cfg, video_cfg, tick_hz)
-        h = hashlib.sha256(json.dumps([schema, plan, seed, single, chain_len] + ([speed] if speed else [])).encode())
+        # the audio part of the schema only: the face layout does not change these sequences
+        schema = {k: v for k, v in feature_schema(audio_cfg, video_cfg, tick_hz).items()
+                  if k not in ("face_names", "face_window_s")}
+        h = hashlib.sha256(json.dumps([schema, plan, seed, single, chain_len] + ([speed] if speed else [])
+                                      + ([conds] if conds else [])).encode())
         h.update(file_digest([c.path for c in clips]).encode())
         key = Path(cache_dir) / f"seq-{h.hexdigest()[:20]}.npz"
         if key.is_file():
             return _load(key)
-    jobs = [(clips, chain, audio_cfg, video_cfg, tick_hz, seed * 100003 + i, not single, speed)
-            for i, chain in enumerate(plan)]
+    jobs = []
+    for i, chain in enumerate(plan):
+        cond = babble = None
+        if conds is not None:
+            spk = clips[chain[0]].speaker
+            cond = conds[spk]
+            if cond.get("noise") == "babble":
+                other = [j for j, c in enumerate(clips) if c.speaker != spk]
+                r = np.random.default_rng([seed, i, 7])
+                babble = [int(j) for j in r.choice(other, min(8, len(other)), replace=False)]
+        jobs.append((clips, chain, audio_cfg, video_cfg, tick_hz, seed * 100003 + i, not single, speed, cond, babble))
     out: list[Sequence] = []
     if workers > 1:
         with ProcessPoolExecutor(workers) as ex:
@@ -186,10 +220,12 @@ def _load(path: Path) -> list[Sequence]:
 
 
 def face_block(seq: Sequence, tick_hz: float, video_cfg: VideoConfig, rng: np.random.Generator,
-               mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Synthetic face features for a sequence's label timeline: (face (T,F), present (T,), age (T,)).
+               mode: str, bank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face features for a sequence's label timeline: (face (T,F), present (T,), age (T,)).
 
-    ``mode``: "none" (no camera), "face" (visitor in view, with dropouts)."""
+    ``mode``: "none" (no camera), "face" (visitor in view, with dropouts). ``bank``: a ``face_real.FaceBank``
+    of real labelled faces (the expression comes from them, the dynamics from ``face_synth``); None: fully
+    synthetic face evidence (``face_synth``)."""
     T = seq.T
     F = np.zeros((T, FACE_DIM), np.float32)
     present = np.zeros(T, np.float32)
@@ -206,7 +242,12 @@ def face_block(seq: Sequence, tick_hz: float, video_cfg: VideoConfig, rng: np.ra
     speaking_fps = 30.0
     n_obs = int(T / tick_hz * speaking_fps) + 1
     tick_idx = np.minimum((np.arange(n_obs) / speaking_fps * tick_hz).astype(int), T - 1)
-    obs = generate(timeline, fps=speaking_fps, rng=rng, t0=0.0, speaking=seq.voice[tick_idx])
+    if bank is not None:
+        from bridge.training.face_real import real_observations
+
+        obs = real_observations(timeline, bank, fps=speaking_fps, rng=rng, t0=0.0, speaking=seq.voice[tick_idx])
+    else:
+        obs = generate(timeline, fps=speaking_fps, rng=rng, t0=0.0, speaking=seq.voice[tick_idx])
     win = FaceWindow(video_cfg.window_s)
     j = 0
     t_present = None

@@ -80,12 +80,30 @@ def load_manifest(csv_path: str | Path) -> list[Clip]:
     return clips
 
 
+# Spanish emotional speech (../shared/data/spanish-emotion-16k): label = the file name's first word
+SPANISH_LABELS = {"alegria": "happy", "asco": "disgust", "ira": "angry", "miedo": "fearful", "neutro": "neutral",
+                  "sorpresa": "surprised", "tristeza": "sad"}
+
+
+def load_spanish(root: str | Path, speakers: set[int] | None = None) -> list[Clip]:
+    """``speakerNN/<Emotion>_<n>.flac`` (validation only: its source states no license)."""
+    clips = []
+    for p in sorted(Path(root).glob("speaker*/*")):
+        lab = SPANISH_LABELS.get(p.stem.split("_")[0].lower())
+        if lab is None or p.suffix.lower() not in AUDIO_EXT:
+            continue
+        if speakers is not None and int(p.parent.name[7:] or -1) not in speakers:
+            continue
+        clips.append(Clip(p, lab, p.parent.name, 2))
+    return clips
+
+
 def load_dataset(src: str | Path, actors: set[int] | None = None) -> list[Clip]:
     src = Path(src)
     if src.is_file() and src.suffix.lower() == ".csv":
         return load_manifest(src)
     if src.is_dir():
-        return load_ravdess(src, actors)
+        return load_ravdess(src, actors) or load_spanish(src, actors)
     raise FileNotFoundError(f"{src}: expected a RAVDESS folder or a manifest .csv")
 
 

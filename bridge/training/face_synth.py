@@ -26,8 +26,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from bridge.features.face import (BLENDSHAPE_NAMES, BS_INDEX, FACE_DIM, N_BLENDSHAPES, FaceObservation,
-                                  FaceWindow)
+from bridge.features.face import (BLENDSHAPE_NAMES, BS_INDEX, FACE_DIM, N_BLENDSHAPES, PRESENT_FRAC,
+                                  FaceObservation, FaceWindow)
 from bridge.labels import LABELS
 
 __all__ = [
@@ -835,7 +835,7 @@ def plot_example(path: str = "docs/img/face_synth.png", seed: int = 3) -> str:
     ax = axes[2]
     ax.fill_between(tt, 0, track.speaking, step="mid", color="#b0d8b0", label="speaking mask")
     ax.plot(tt, track.present.astype(float), drawstyle="steps-mid", color="k", lw=1.0, label="present (frame)")
-    ax.plot(ticks, fw.features[:, -1], color="#d04000", lw=1.0, ls="--", label="FaceWindow present_frac")
+    ax.plot(ticks, fw.features[:, PRESENT_FRAC], color="#d04000", lw=1.0, ls="--", label="FaceWindow present_frac")
     ax.set_ylim(-0.05, 1.15)
     ax.set_ylabel("presence")
     ax.set_xlabel("time (s)")

@@ -21,6 +21,7 @@ from bridge.model.tick import feature_schema
 from bridge.training import metrics as M
 from bridge.training.baselines import WindowClassifier, ema, one_euro
 from bridge.training.build import Sequence, build_sequences, face_block
+from bridge.training.face_real import default_bank
 from bridge.training.data import Clip, file_digest, load_dataset
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,13 @@ DATA_LICENSE = ("RAVDESS (Livingstone & Russo 2018), CC BY-NC-SA 4.0: weights tr
 class TrainConfig:
     data: str
     out: str
-    seed: int = 0
+    seed: int = 0  # network initialisation, batch order, modality dropout, synthetic faces
+    data_seed: int = 0  # chaining of the clips, speed perturbation and the microphone/room/noise augmentation
     epochs: int = 14
     val_actors: tuple[int, ...] = (15, 16, 17, 18)
-    chain_sets: int = 5
+    chain_sets: int = 3
     speed_perturb: float = 0.1  # chain sets after the first play each clip at a random speed within 1 ± this
+    augment: bool = True  # chain sets after the first: a random microphone, room and noise per speaker
     chain_len: int = 12
     session_len: int = 1000  # validation: all clips of a speaker in one session
     tick_hz: float = 30.0
@@ -47,14 +50,17 @@ class TrainConfig:
     label_smoothing: float = 0.05
     class_balance: bool = True  # weight the loss by inverse label frequency (RAVDESS has half as much neutral)
     sessions: bool = True  # train on whole-speaker sessions (truncated BPTT), as the validation sessions run
+    session_cut: float = 0.6  # ...cut at chain boundaries with this probability: cold starts, as fresh visitors
     tbptt: int = 600  # ticks per truncated-BPTT chunk (20 s at 30 Hz)
     dropout: float = 0.2
+    prior_ticks: float = 150.0  # speaker adaptation: pseudo-ticks of population statistics a new voice starts from
     weight_decay: float = 1e-3
     average_from: float = 0.5  # the weights shipped are the average over the epochs after this fraction (SWA);
     # no epoch is picked by its validation score, so the validation numbers are not tuned to the validation speakers
     p_no_face: float = 0.5
     p_face_only: float = 0.1
     cache_dir: str = ".cache/features"
+    real_faces: bool = True  # face evidence from real FER+ faces (face_real); False: the synthetic generator only
     workers: int = 2
     baselines: bool = True
     artifacts: str = "artifacts/train"
@@ -72,7 +78,7 @@ def _progress(desc: str, total: int):
 
 
 def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: str,
-           chain_len: int | None = None, speed: float = 0.0) -> list[Sequence]:
+           chain_len: int | None = None, speed: float = 0.0, augment_seed: int | None = None) -> list[Sequence]:
     from bridge.training.build import chain_plan
 
     chain_len = chain_len or cfg.chain_len
@@ -80,7 +86,7 @@ def _build(clips: list[Clip], cfg: TrainConfig, seed: int, single: bool, desc: s
     prog, tick = _progress(desc, n)
     with prog:
         return build_sequences(clips, cfg.audio, cfg.video, cfg.tick_hz, seed, chain_len, single,
-                               Path(cfg.cache_dir), cfg.workers, tick, speed)
+                               Path(cfg.cache_dir), cfg.workers, tick, speed, augment_seed)
 
 
 @dataclass
@@ -119,15 +125,27 @@ def _pad(items: list[Batchable], T: int):
 
 def _streams(train_seqs: list[Sequence], set_of: list[int], cfg: TrainConfig, rng: np.random.Generator
              ) -> list[list[int]]:
-    """What each training stream is made of, as indices into ``train_seqs``. ``cfg.sessions``: all chains of one
-    speaker from one chain set, in random order: a whole-speaker session, as in validation, so the speaker
-    adaptation warms up during training as it does live; otherwise each chain alone."""
+    """What each training stream is made of, as indices into ``train_seqs``. ``cfg.sessions``: the chains of
+    one speaker from one chain set, in random order, cut at random chain boundaries (each boundary with
+    probability ``cfg.session_cut``) into streams of one or more chains: long whole-speaker sessions, where the
+    speaker adaptation warms up as it does live, and short ones that start cold, as every new visitor does;
+    otherwise each chain alone."""
     if not cfg.sessions:
         return [[i] for i in range(len(train_seqs))]
     groups: dict[tuple, list[int]] = {}
     for i, s in enumerate(train_seqs):
         groups.setdefault((set_of[i], s.speaker), []).append(i)
-    return [[int(i) for i in rng.permutation(v)] for _, v in sorted(groups.items())]
+    out = []
+    for _, v in sorted(groups.items()):
+        order = [int(i) for i in rng.permutation(v)]
+        cur = [order[0]]
+        for i in order[1:]:
+            if rng.random() < cfg.session_cut:
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        out.append(cur)
+    return out
 
 
 def _detach(state):
@@ -206,26 +224,29 @@ def train(cfg: TrainConfig) -> dict:
     train_seqs: list[Sequence] = []
     set_of: list[int] = []
     for r in range(cfg.chain_sets):
-        new = _build(tr_clips, cfg, cfg.seed * 1000 + r, False, f"features: train chains {r + 1}",
-                     speed=cfg.speed_perturb if r > 0 else 0.0)
+        # set 0 as recorded; the others speed-perturbed and through a random microphone/room/noise per speaker
+        aug_seed = cfg.data_seed * 1000 + r if (r > 0 and cfg.augment) else None
+        new = _build(tr_clips, cfg, cfg.data_seed * 1000 + r, False, f"features: train chains {r + 1}",
+                     speed=cfg.speed_perturb if r > 0 else 0.0, augment_seed=aug_seed)
         train_seqs += new
         set_of += [r] * len(new)
-    val_chains = _build(va_clips, cfg, cfg.seed * 1000 + 777, False, "features: validation chains")
-    val_sessions = _build(va_clips, cfg, cfg.seed * 1000 + 779, False, "features: validation sessions",
+    val_sessions = _build(va_clips, cfg, cfg.data_seed * 1000 + 779, False, "features: validation sessions",
                           cfg.session_len)
-    val_single = _build(va_clips, cfg, cfg.seed * 1000 + 778, True, "features: validation clips")
+    val_chains = val_sessions  # smoothing (jitter, lag) is measured on the same whole-speaker sessions
+    val_single = _build(va_clips, cfg, cfg.data_seed * 1000 + 778, True, "features: validation clips")
 
     rng = np.random.default_rng(cfg.seed)
-    prog, tick = _progress("synthetic face evidence", len(train_seqs))
+    bank = default_bank(Path(cfg.cache_dir)) if cfg.real_faces else None  # real faces (FER+); None: synthetic
+    prog, tick = _progress("real-face evidence" if bank is not None else "synthetic face evidence", len(train_seqs))
     with prog:
         faces = []
         for s in train_seqs:
-            faces.append(face_block(s, cfg.tick_hz, cfg.video, rng, "face"))
+            faces.append(face_block(s, cfg.tick_hz, cfg.video, rng, "face", bank))
             tick()
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
-    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout)
+    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout, prior_ticks=cfg.prior_ticks)
     net.mean.copy_(torch.from_numpy(mean))
     net.std.copy_(torch.from_numpy(std))
     n_params = sum(p.numel() for p in net.parameters())
@@ -236,10 +257,24 @@ def train(cfg: TrainConfig) -> dict:
     valc_x = [make_inputs(s, None) for s in val_chains]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shape = _streams(train_seqs, set_of, cfg, np.random.default_rng(0))
-    max_len = max(sum(train_seqs[j].T for j in st) for st in shape)  # every batch is padded to this
+    whole: dict[tuple, int] = {}
+    for i, sq in enumerate(train_seqs):
+        whole[(set_of[i], sq.speaker)] = whole.get((set_of[i], sq.speaker), 0) + sq.T
+    max_len = max(whole.values()) if cfg.sessions else max(sq.T for sq in train_seqs)  # batches are padded to this
     step_len = cfg.tbptt if cfg.sessions else max_len
-    steps_per_epoch = math.ceil(len(shape) / cfg.batch) * math.ceil(max_len / step_len)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    # every epoch's streams and batches, drawn up front (so the learning-rate schedule knows the step count):
+    # streams of similar length share a batch (little padding), the batches in random order
+    plan_rng = np.random.default_rng([cfg.seed, 1])
+    epoch_plans = []
+    for _ in range(cfg.epochs):
+        streams = _streams(train_seqs, set_of, cfg, plan_rng)
+        lens = np.array([sum(train_seqs[j].T for j in st) for st in streams])
+        order = np.lexsort((plan_rng.random(len(lens)), lens))
+        batches = [order[b:b + cfg.batch] for b in range(0, len(order), cfg.batch)]
+        batches = [batches[k] for k in plan_rng.permutation(len(batches))]
+        epoch_plans.append((streams, batches, [int(lens[bt].max()) for bt in batches]))
+    total_steps = sum(math.ceil(t / step_len) for _, _, ts in epoch_plans for t in ts)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
     class_w = None
     if cfg.class_balance:
         y_all = np.concatenate([s.label[s.weight > 0] for s in train_seqs])
@@ -252,12 +287,11 @@ def train(cfg: TrainConfig) -> dict:
     with prog:
         for epoch in range(cfg.epochs):
             net.train()
-            streams = _streams(train_seqs, set_of, cfg, rng)
-            order = rng.permutation(len(streams))
+            streams, batches, batch_len = epoch_plans[epoch]
             tot = 0.0
-            for b in range(0, len(order), cfg.batch):
+            for bt, T_b in zip(batches, batch_len):
                 items = []
-                for i in order[b:b + cfg.batch]:
+                for i in bt:
                     parts = []
                     for j in streams[i]:
                         s = train_seqs[j]
@@ -274,7 +308,7 @@ def train(cfg: TrainConfig) -> dict:
                     x[:, :A] += (rng.normal(0, 0.15, A) * std[:A])[None] + rng.normal(0, 0.1, (len(x), A)) * std[:A]
                     items.append(Batchable(x.astype(np.float32), *(np.concatenate([getattr(p[1], f) for p in parts])
                                                                   for f in ("label", "va", "weight", "clip"))))
-                X, Y, VA_, W = _pad(items, max_len)
+                X, Y, VA_, W = _pad(items, T_b)
                 state = None
                 for t0 in range(0, X.shape[1], step_len):
                     sl = slice(t0, t0 + step_len)
@@ -301,10 +335,11 @@ def train(cfg: TrainConfig) -> dict:
             net.eval()
             res = clip_eval([run_net(net, x)[0] for x in vals_x], val_sessions)
             fresh = clip_eval([run_net(net, x)[0] for x in val_x], val_single)
-            history.append({"epoch": epoch + 1, "loss": tot / steps_per_epoch, "val_uar": res["uar"],
+            n_steps = sum(math.ceil(t / step_len) for t in batch_len)
+            history.append({"epoch": epoch + 1, "loss": tot / n_steps, "val_uar": res["uar"],
                             "val_acc": res["accuracy"], "val_uar_fresh": fresh["uar"]})
             log.info("epoch %d loss %.3f val UAR session %.3f (acc %.3f), fresh clips %.3f", epoch + 1,
-                     tot / steps_per_epoch, res["uar"], res["accuracy"], fresh["uar"])
+                     tot / n_steps, res["uar"], res["accuracy"], fresh["uar"])
             if epoch >= avg_from:
                 avg.update_parameters(net)
             tick()
@@ -392,8 +427,19 @@ def _baselines(cfg: TrainConfig, net: AffectNet, train_seqs, val_chains, valc_x,
     return out, sweeps
 
 
+def _mask_absent(probs: np.ndarray, present: set[int]) -> np.ndarray:
+    """Zero the labels a corpus does not have (e.g. no "calm" in the Spanish set): the argmax over its labels."""
+    p = probs.copy()
+    p[:, [k for k in range(len(LABELS)) if k not in present]] = 0.0
+    return p
+
+
 def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate", actors: set[int] | None = None,
-             workers: int = 2, cache_dir: str = ".cache/features") -> dict:
+             workers: int = 2, cache_dir: str = ".cache/features", robustness: bool = False,
+             per_speaker_label: int | None = None, progress=None) -> dict:
+    """Primary: every clip from a fresh model state (a new visitor), audio only. Secondary: each speaker's clips
+    in one session. ``robustness``: also the condition table (``bridge.training.robustness``) through
+    ``bridge.process_files``; ``per_speaker_label`` limits that table to N clips per speaker and label."""
     net, meta = load_weights(weights)
     sch = meta["feature_schema"]
     audio_cfg = AudioConfig(**sch["audio"])
@@ -401,21 +447,36 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     clips = load_dataset(data, actors)
     if not clips:
         raise SystemExit(f"no labelled clips found in {data}")
+    from bridge.training.robustness import load_clips
+
+    clips, _, skipped = load_clips(clips)  # malformed or shorter than 0.3 s: skipped and counted
+    present = {LABELS.index(c.label) for c in clips}
     cfg = TrainConfig(data=data, out="", workers=workers, cache_dir=cache_dir, audio=audio_cfg, video=video_cfg,
                       tick_hz=sch["tick_hz"])
-    seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
-    outs = [run_net(net, make_inputs(s, None)) for s in seqs]
-    res = clip_eval([o[0] for o in outs], seqs, [o[1] for o in outs])
-    res["mode"] = "session: each speaker's clips in one stream, as a visitor talking to the bridge"
     singles = _build(clips, cfg, 4243, True, "features: evaluation clips (fresh state)")
     outs = [run_net(net, make_inputs(s, None)) for s in singles]
-    fresh = clip_eval([o[0] for o in outs], singles, [o[1] for o in outs])
-    res["fresh_clips"] = {k: fresh[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
+    res = clip_eval([_mask_absent(o[0], present) for o in outs], singles, [o[1] for o in outs])
+    res["mode"] = "fresh: each clip from a fresh model state, as a new visitor"
+    seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
+    outs = [run_net(net, make_inputs(s, None)) for s in seqs]
+    sess = clip_eval([_mask_absent(o[0], present) for o in outs], seqs, [o[1] for o in outs])
+    res["session"] = {k: sess[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
+    res["session"]["mode"] = "session: each speaker's clips in one stream, as a visitor talking for minutes"
+    res["fresh_clips"] = {k: res[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
     res["speakers"] = sorted({c.speaker for c in clips})
+    res["skipped_files"] = skipped
+    res["n_labels"] = len(present)
+    if robustness:
+        from bridge.training.robustness import robustness_table, subset
+
+        res["robustness"] = robustness_table(subset(clips, per_speaker_label), weights, workers=workers,
+                                             progress=progress)
+        res["robustness"]["per_speaker_label"] = per_speaker_label
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
     (od / "evaluation.json").write_text(json.dumps(res, indent=2))
-    _plot_confusion(np.array(res["confusion"]), od / "confusion.png", f"{Path(data).name}: UAR {res['uar']:.1%}")
+    _plot_confusion(np.array(res["confusion"]), od / "confusion.png",
+                    f"{Path(data).name}, fresh state per clip: UAR {res['uar']:.1%}")
     return res
 
 

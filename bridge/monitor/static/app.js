@@ -213,6 +213,23 @@
       }
       el.health.appendChild(li);
     }
+    const mq = (m.outputs || {}).mqtt;
+    if (mq) {  // MQTT output (docs/SCALING.md): status, broker, the last problem
+      const li = document.createElement("li");
+      const src = document.createElement("span");
+      src.className = "src";
+      src.textContent = "mqtt";
+      const st = document.createElement("span");
+      st.className = "status";
+      st.dataset.status = String(mq.status || "unknown");
+      st.textContent = String(mq.status || "unknown");
+      const d = document.createElement("span");
+      d.className = "detail";
+      d.textContent = `${mq.broker || ""} · sent ${mq.published || 0} · dropped ${(mq.dropped_offline || 0) + (mq.dropped_full || 0)}`
+        + (mq.status !== "ok" && mq.last_error ? ` · ${mq.last_error}` : "");
+      li.append(src, st, d);
+      el.health.appendChild(li);
+    }
     const counters = m.counters || {};
     const keys = Object.keys(counters);
     if (keys.length) {

@@ -1,0 +1,94 @@
+"""Real-face training evidence: a face bank from real FER+ faces through the bridge's face path, and the
+generator that builds training sequences from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.features.face import EXPR_MEAN, EXPRESSION_NAMES, FACE_DIM, FaceWindow, face_window_names
+from bridge.labels import LABELS
+
+FERPLUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus"
+pytestmark = pytest.mark.skipif(not (FERPLUS / "ferplus_valid.npz").is_file(), reason="../shared/data/ferplus absent")
+
+
+@pytest.fixture(scope="module")
+def small_bank(tmp_path_factory):
+    """A bank from 12 clear FER+ validation faces per label (the real path: MediaPipe, crop, network, head)."""
+    import os
+
+    import torch
+
+    from bridge.training import face_real as fr
+
+    torch.set_num_threads(1)
+    d = np.load(FERPLUS / "ferplus_valid.npz")
+    soft, maj, keep = fr.ferplus_targets(d["votes"])
+    agree = soft[np.arange(len(soft)), maj]
+    idx = np.concatenate([np.flatnonzero(keep & (maj == c) & (agree >= 0.6))[:12] for c in range(7)])
+    images, votes = d["images"][idx], d["votes"][idx]
+    mp = os.environ["BRIDGE_FACE_MODEL"]
+    tmp = tmp_path_factory.mktemp("bank")
+    fr.extract_landmarks(images, mp, tmp / "mp.npz", progress=False)
+    ev = fr.load_evidence(tmp / "mp.npz", images)
+    probs, emb = fr.network_evidence(images, ev)
+    path = fr.write_bank(tmp / "bank.npz", images, votes, ev, probs, emb, mp)
+    return fr.FaceBank.load(path), probs, maj[idx], ev
+
+
+def test_layout_has_expression_evidence():
+    names = face_window_names()
+    assert FACE_DIM == len(names) == 112 + 2 * len(EXPRESSION_NAMES) + 1
+    assert names[112:119] == [f"expr_{e}_mean" for e in EXPRESSION_NAMES] and names[-1] == "expr_frac"
+    from bridge.features.expression import EXPRESSION_LABELS
+
+    assert EXPRESSION_NAMES == EXPRESSION_LABELS
+
+
+def test_bank_from_real_faces(small_bank):
+    bank, probs, y, ev = small_bank
+    assert ev["present"].mean() > 0.9  # MediaPipe finds the upscaled FER faces
+    # the network alone already recognises most of these clear faces (7 labels: chance 0.14)
+    found = ev["present"]
+    assert np.mean(probs[found].argmax(1) == y[found]) > 0.5
+    assert len(bank) == int(found.sum()) and set(bank.by_label) == set(LABELS)
+    assert all(len(bank.by_label[lab]) > 0 for lab in LABELS)
+    np.testing.assert_allclose(bank.expression.sum(1), 1.0, atol=1e-4)
+
+
+def test_generator_follows_the_timeline_with_real_faces(small_bank):
+    from bridge.training.face_real import real_observations
+
+    bank = small_bank[0]
+    timeline = [("neutral", 1.0, 2.0), ("happy", 2, 3.0), ("surprised", 2, 3.0)]
+    obs = real_observations(timeline, bank, 30.0, np.random.default_rng(3))
+    assert len(obs) == 240 and all(o.expression is not None for o in obs if o.present)
+    again = real_observations(timeline, bank, 30.0, np.random.default_rng(3))
+    assert all(np.array_equal(a.blendshapes, b.blendshapes) for a, b in zip(obs, again))  # deterministic
+    w = FaceWindow(0.5)
+    tops = {}
+    for o in obs:
+        w.push(o)
+        v = w.vector()
+        if v[-1] > 0:  # expr_frac
+            tops[round(o.t_capture, 2)] = EXPRESSION_NAMES[int(np.argmax(v[EXPR_MEAN:EXPR_MEAN + 7]))]
+    # apex of each segment (after onset, before the next segment): the segment's expression wins in the window
+    assert tops.get(4.0) == "happy" or tops.get(4.5) == "happy"
+    assert tops.get(7.0) == "surprised" or tops.get(7.5) == "surprised"
+
+
+def test_face_block_uses_the_bank(small_bank):
+    """build.face_block with a bank: the face evidence of the training sequences carries expression features."""
+    from bridge.config import VideoConfig
+    from bridge.training.build import Sequence, face_block
+
+    T = 100
+    seq = Sequence(np.zeros((T, 3), np.float32), np.zeros(T, bool), np.zeros(T, np.int64), np.zeros((T, 2)),
+                   np.ones(T), np.zeros(T, np.int64), np.zeros(T, np.int64), np.array([0.0, 2.0]),
+                   [LABELS.index("neutral"), LABELS.index("happy")], [2, 2], ["a", "b"], "spk")
+    F, present, _age = face_block(seq, 20.0, VideoConfig(), np.random.default_rng(0), "face", small_bank[0])
+    assert F.shape == (T, FACE_DIM)
+    assert F[present > 0, EXPR_MEAN:EXPR_MEAN + 7].sum(1).min() > 0.9  # expression means sum to ~1 wherever the face is seen
