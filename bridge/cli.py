@@ -90,6 +90,8 @@ def _overrides(**kw) -> dict:
         o["mqtt.site"] = kw["site"]
     if kw.get("bridge_id"):
         o["mqtt.bridge_id"] = kw["bridge_id"]
+    if kw.get("people"):
+        o["people.num_faces"] = kw["people"]
     return o
 
 
@@ -119,6 +121,9 @@ _run_options = [
     click.option("--site", metavar="NAME", help="MQTT site: topics emotion-bridge/<site>/<bridge-id>/... "
                                                 "(default: default)."),
     click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name)."),
+    click.option("--people", type=click.IntRange(1, 8), metavar="N",
+                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 1). "
+                      "With --source simulate: a group of N simulated visitors."),
 ]
 
 

@@ -87,6 +87,14 @@ class EventsConfig(_Strict):
     min_confidence: float = Field(0.25, ge=0, le=1)
 
 
+class PeopleConfig(_Strict):
+    num_faces: int = Field(1, ge=1, le=8)
+    forget_s: float = Field(10.0, ge=0, le=3600)
+    primary: Literal["largest", "speaking", "longest"] = "largest"
+    attribution_s: float = Field(1.0, ge=0.3, le=5)
+    attribution_min_corr: float = Field(0.3, ge=0, le=1)
+
+
 class OscConfig(_Strict):
     enabled: bool = True
     targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:7000"])
@@ -217,6 +225,7 @@ class Config(_Strict):
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    people: PeopleConfig = Field(default_factory=PeopleConfig)
     osc: OscConfig = Field(default_factory=OscConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

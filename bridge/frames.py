@@ -50,4 +50,8 @@ class AffectState:
     t_emit: float | None = None  # wall clock, set by the outputs
     raw_label: str = ""  # argmax before hysteresis
     features: np.ndarray | None = field(default=None, repr=False)
+    # several visitors (bridge.people): every present person's state, the crowd, person events of this tick
+    people: list | None = field(default=None, repr=False)
+    crowd: object | None = field(default=None, repr=False)
+    person_events: list | None = field(default=None, repr=False)
     sensors: dict | None = None  # body sensors (bridge.sensors), set by the tick

@@ -27,6 +27,7 @@ from bridge.features.calibration import describe as describe_calibration
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 from bridge.model.affect import StreamingAffectModel, WeightsError
+from bridge.people import PeopleEngine
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Bridge:
         self.engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio_source is not None,
                                     use_face=video_source is not None)
         self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+        self.people = PeopleEngine(cfg, model, self.runtime, self.engine.audio_dim)  # a state per person
         self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
         self.on_state = on_state
         self.on_frame: Callable[[np.ndarray, object], None] | None = None  # (image, FaceObservation): the preview
@@ -192,7 +194,7 @@ class Bridge:
         if obs is None:  # above video.face_fps: this frame is not analysed
             return
         self._last_obs = obs
-        self.engine.push_face(obs)
+        feed_faces(self.engine, self.people, self.tracker, obs)
         self.stage_s["face"] += time.perf_counter() - t0
         if self.on_frame is not None:
             self.on_frame(image, obs)
@@ -238,7 +240,7 @@ class Bridge:
     def tick(self, now: float) -> AffectState:
         t0 = time.perf_counter()
         vec, info = self.engine.vector(now)
-        state, prev = self.runtime.step(vec, info, now)
+        state, prev = self.people.step(vec, info, now)
         if self.recorder is not None and self.recorder.features:
             state.features = vec
         self.apply_sensors(state, now)
@@ -282,6 +284,7 @@ class Bridge:
                        "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted},
                        "face_calibration": describe_calibration(self.engine.calibration)},
              "t": clock.wall_now()}
+        h["people"] = self.people.health()
         if self.hub:
             h["outputs"] = self.hub.health()
         if self.recorder is not None:
@@ -324,6 +327,7 @@ class Bridge:
         if cmd == "reset":
             self.runtime.reset()
             self.engine.reset()
+            self.people.reset()
             detail = "model state reset"
         elif cmd == "mute":
             target, on = msg.get("target"), msg.get("on", True)
@@ -331,6 +335,8 @@ class Bridge:
                 ok, detail = False, 'mute needs "target": "face"|"voice" and "on": true|false'
             else:
                 setattr(self.engine, "face_muted" if target == "face" else "audio_muted", bool(on))
+                if target == "face":
+                    self.people.face_muted = bool(on)
                 detail = f"{target} {'muted' if on else 'unmuted'}"
         elif cmd == "calibrate":
             sec = msg.get("seconds", self.cfg.video.calibration_s)
@@ -342,6 +348,7 @@ class Bridge:
                                      "face calibration unavailable: the FER+ head's neutral reference is missing")
             else:
                 self.engine.calibrate(float(sec))
+                self.people.calibrate(float(sec))  # several visitors: everyone in view
                 detail = f"calibrating: the next {float(sec):g} s of face are the visitor's resting face"
         elif cmd == "rate":
             hz = msg.get("hz")
@@ -381,6 +388,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    people = PeopleEngine(cfg, model, runtime, engine.audio_dim)
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())
     pending = next(blocks, None)
     states: list[AffectState] = []
@@ -397,7 +405,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         from bridge.features.face import FaceTracker
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
-                              cfg.video.max_input_side, small_faces=cfg.video.small_faces)
+                              cfg.video.max_input_side, small_faces=cfg.video.small_faces, num_faces=cfg.people.num_faces)
         gate = FrameGate.from_config(cfg.video)
         last = None
         try:
@@ -406,8 +414,8 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
                 feed_audio_until(frame.t_capture)
                 if obs is not None:  # None: a frame above video.face_fps, not analysed; the tick still comes
                     last = obs
-                    engine.push_face(obs)
-                states.append(runtime.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
+                    feed_faces(engine, people, tracker, obs)
+                states.append(people.step(*engine.vector(frame.t_capture), frame.t_capture)[0])
         finally:
             tracker.close()
     else:
@@ -415,7 +423,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
         while pending is not None:
             t = k / cfg.model.tick_hz
             feed_audio_until(t)
-            states.append(runtime.step(*engine.vector(t), t)[0])
+            states.append(people.step(*engine.vector(t), t)[0])
             k += 1
     return states
 
@@ -431,6 +439,19 @@ def face_observation(gate: FrameGate, tracker, image, t_capture: float, last):
     obs = tracker.process(image, t_capture)
     gate.seen(obs.present, t_capture)
     return obs
+
+
+def feed_faces(engine: FeatureEngine, people: PeopleEngine, tracker, obs) -> None:
+    """One frame's faces: with one face tracked the feature engine gets it, as always; with several, each person
+    gets its own (the engine then carries the room's voice only). The tracker follows every face. An observation
+    re-used for an unchanged frame (re-stamped) re-uses the tracker's faces of that frame, re-stamped too."""
+    if people.single:
+        engine.push_face(obs)
+    faces = getattr(tracker, "faces", None)
+    if faces is None:
+        faces = [obs] if obs.present else []
+    faces = [f if f.t_capture == obs.t_capture else dataclasses.replace(f, t_capture=obs.t_capture) for f in faces]
+    people.push_faces(faces, obs.t_capture)
 
 
 def probs_array(states: list[AffectState]) -> np.ndarray:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bridge import clock
 from bridge.config import Config
+from bridge.engine import Hysteresis
 from bridge.frames import AffectState
 from bridge.labels import LABELS, va_target
 from bridge.pipeline import Bridge, Worker
@@ -379,6 +380,12 @@ class SimulatedBridge(Bridge):
     def __init__(self, cfg: Config, visitor: SimulatedVisitor, hub=None):
         super().__init__(cfg, _NoModel(), None, None, None, hub)
         self.visitor = visitor
+        from bridge.people import GroupView
+
+        # --people N: N-1 more visitors, each on its own random timeline (seeds after the first's)
+        self.group = [SimulatedVisitor(None, visitor.seed + k) for k in range(1, cfg.people.num_faces)]
+        self.group_hyst = [Hysteresis(cfg.events) for _ in self.group]
+        self.group_view = GroupView(cfg)
         self._t_evidence: float | None = None
         self._said_ended = False
 
@@ -400,6 +407,7 @@ class SimulatedBridge(Bridge):
             head_pose=s.pose, face_size=s.face_size, raw_label=LABELS[int(np.argmax(s.probs))],
         )
         self.apply_sensors(state, now)
+        self._attach_group(state, s, prev, now)
         self.stage_s["tick"] += clock.now() - t0
         if self.hub:
             self.hub.publish(state, changed=state.label if prev else None, previous=prev)
@@ -408,10 +416,39 @@ class SimulatedBridge(Bridge):
             self.on_state(state)
         return state
 
+    def _attach_group(self, state: AffectState, s: Sample, prev: str | None, now: float) -> None:
+        """The simulated group: person 0 is the first visitor (the /emotion/* state), the others their own."""
+        from bridge.people import PersonEvent
+
+        members, events = [], []
+        if s.face_present:
+            members.append((1, 0, state, s.voice_active))
+            if prev:
+                events.append(PersonEvent("label_changed", 1, 0, state.label, prev))
+        speaking = s.face_present and s.voice_active  # one microphone: one voice at a time
+        for k, (v, h) in enumerate(zip(self.group, self.group_hyst), start=1):
+            g = v.step(now, face_muted=self.engine.face_muted, voice_muted=self.engine.audio_muted)
+            if not g.face_present:
+                continue
+            gprev = h.update(g.probs, g.confidence, now)
+            talk = g.voice_active and not speaking
+            speaking = speaking or talk
+            st = AffectState(seq=state.seq, t_capture=now, t_capture_wall=state.t_capture_wall, valence=g.valence,
+                             arousal=g.arousal, probs={n: float(p) for n, p in zip(LABELS, g.probs)}, label=h.label,
+                             confidence=g.confidence, face_present=True, voice_active=talk, face_size=g.face_size,
+                             head_pose=g.pose, raw_label=LABELS[int(np.argmax(g.probs))])
+            members.append((k + 1, k, st, talk))
+            if gprev:
+                events.append(PersonEvent("label_changed", k + 1, k, h.label, gprev))
+        self.group_view.attach(state, now, members, events)
+
     def handle_command(self, msg: dict) -> dict:
         reply = super().handle_command(msg)
         if msg.get("cmd") == "reset" and reply.get("ok"):
             self.visitor.reset()
+            for v, h in zip(self.group, self.group_hyst):
+                v.reset()
+                h.reset()
         return reply
 
     def sources_ended(self) -> bool:
@@ -468,6 +505,9 @@ class Recorded:
     loudness_db: float
     pitch_hz: float
     features: list | None = None
+    people: list | None = None  # recorded state.people (several visitors), as JSON
+    slots: int = 0  # recorded crowd.slots
+    primary: int = -1  # recorded crowd.primary
 
 
 class RecordingError(ValueError):
@@ -516,6 +556,11 @@ def parse_state_line(msg: Any) -> Recorded:
         loudness_db=_num(voice.get("loudness_db"), "voice.loudness_db", -100.0, -100.0, 0.0),
         pitch_hz=_num(voice.get("pitch_hz"), "voice.pitch_hz", 0.0, 0.0, 10000.0),
         features=feats if isinstance(feats, list) else None,
+        people=msg["people"] if isinstance(msg.get("people"), list) else None,
+        slots=int(msg["crowd"].get("slots", 0)) if isinstance(msg.get("crowd"), dict)
+        and isinstance(msg["crowd"].get("slots", 0), int) else 0,
+        primary=int(msg["crowd"].get("primary", -1)) if isinstance(msg.get("crowd"), dict)
+        and isinstance(msg["crowd"].get("primary", -1), int) else -1,
     )
 
 
@@ -644,6 +689,14 @@ class ReplayBridge(Bridge):
         )
         prev = self._prev_label if self._prev_label is not None and self._prev_label != r.label else None
         self._prev_label = r.label
+        if r.people is not None and r.slots:  # a recording of several visitors: the people come back too
+            from bridge.people import GroupView, person_state_from_json
+
+            if getattr(self, "_group_view", None) is None or self._group_view.slots != r.slots:
+                self._group_view = GroupView(self.cfg, r.slots)
+            members = [m for m in (person_state_from_json(d, state) for d in r.people if isinstance(d, dict))
+                       if m is not None]
+            self._group_view.attach(state, now, members, primary_slot=r.primary)
         if self.hub:
             self.hub.publish(state, changed=r.label if prev else None, previous=prev)
         self.last_state = state

@@ -101,6 +101,13 @@ def test_wire_format_copies_match_the_bridge():
     ws_cb = import_file(TD / "websocket_callbacks.py")
     osc_cb = import_file(TD / "oscin_callbacks.py")
     assert ws_cb.EXPECTED_SCHEMA == schema.SCHEMA_VERSION
+    # several visitors: the per-slot and crowd numbers are the schema's
+    person = [f.address.replace("/person/<slot>/", "") for f in schema.PERSON_OSC_FIELDS if f.type != "s"]
+    crowd = [f.address.replace("/crowd/", "") for f in schema.CROWD_OSC_FIELDS if f.type != "s"]
+    assert list(ns["PERSON_FIELDS"]) == person and list(ns["CROWD_FIELDS"]) == crowd
+    strings = [f.address for f in (*schema.PERSON_OSC_FIELDS, *schema.CROWD_OSC_FIELDS) if f.type == "s"]
+    for a in strings + [f.address for f in schema.PERSON_EVENT_OSC if f.type == "s"]:
+        assert not td_stub.scope_match(ns["OSC_CHOP_SCOPE"], a.replace("<slot>", "2")), a
     assert osc_cb.CHANGED == schema.OSC_EVENT.address
     assert osc_cb.LABEL_NAME == "/emotion/label_name"
     assert osc_cb.LABEL_NAME in [f.address for f in schema.OSC_FIELDS]
@@ -137,10 +144,17 @@ EXPECTED_OPS = {
     "osc_events": "oscinDAT", "ws_callbacks": "textDAT", "ws": "websocketDAT", "cmd_out": "oscoutDAT",
     "circle": "circleTOP", "tint": "constantTOP", "colour": "multiplyTOP", "label_text": "textTOP",
     "over": "overTOP", "out": "nullTOP", "info": "textDAT",
+    # several visitors: one blob per slot (PEOPLE_SLOTS = 4), laid over each other into `people`
+    **{f"blob{k}": "circleTOP" for k in range(4)}, **{f"blob{k}_tint": "constantTOP" for k in range(4)},
+    **{f"blob{k}_colour": "multiplyTOP" for k in range(4)}, **{f"people_over{k}": "overTOP" for k in (1, 2, 3)},
+    "people": "nullTOP",
 }
 EXPECTED_WIRES = {
     "rename": ["osc_in"], "raw": ["rename"], "smooth": ["raw"], "emotion": ["smooth"],
     "colour": ["circle", "tint"], "over": ["label_text", "colour"], "out": ["over"],
+    **{f"blob{k}_colour": [f"blob{k}", f"blob{k}_tint"] for k in range(4)},
+    "people_over1": ["blob1_colour", "blob0_colour"], "people_over2": ["blob2_colour", "people_over1"],
+    "people_over3": ["blob3_colour", "people_over2"], "people": ["people_over3"],
 }
 
 
@@ -213,9 +227,11 @@ def test_rename_gives_readable_names_whatever_the_osc_in_naming(style):
             return address.lstrip("/")
         return address.lstrip("/").replace("/", "_")
 
-    incoming = [name_of(a) for a in ns["NUMERIC_ADDRESSES"]] + [name_of("/face/blendshape/jawOpen")]
+    addresses = list(ns["NUMERIC_ADDRESSES"]) + list(ns["people_addresses"]())
+    incoming = [name_of(a) for a in addresses] + [name_of("/face/blendshape/jawOpen")]
     out = td_stub.rename(incoming, frm, to)
-    assert out[:-1] == list(ns["CHANNELS"])
+    assert out[:-1] == list(ns["CHANNELS"]) + list(ns["PEOPLE_CHANNELS"])
+    assert "p0_valence" in out and "p3_prob_happy" in out and "crowd_count" in out and "crowd_prob_sad" in out
     assert out[-1] == incoming[-1]  # blendshapes pass through untouched
     assert len(set(out)) == len(out)
     # the OSC In CHOP takes the numbers and leaves the strings to the OSC In DAT
@@ -235,6 +251,7 @@ def test_smoothing_scope_and_expressions_reference_existing_channels():
     channels = set(ns["CHANNELS"])
     smoothed = {c for c in channels if td_stub.scope_match(comp.op("smooth").par.scope.val, c)}
     assert smoothed == {"valence", "arousal", "confidence", *(f"prob_{n}" for n in LABELS)}
+    channels |= set(ns["PEOPLE_CHANNELS"])
 
     exprs = {(o.name, p.name): p.expr for o in comp.children for p in o.par.touched().values()
              if p.mode == td_stub.ParMode.EXPRESSION}
@@ -266,6 +283,17 @@ def test_smoothing_scope_and_expressions_reference_existing_channels():
     assert eval_expr(exprs[("tint", "colorr")], red) > eval_expr(exprs[("tint", "colorg")], red)
     assert eval_expr(exprs[("tint", "colorg")], green) > eval_expr(exprs[("tint", "colorr")], green)
     assert eval_expr(exprs[("circle", "radiusx")], green) > eval_expr(exprs[("circle", "radiusx")], red)
+    # one blob per person: gone while the slot is empty, in its own place and colour, up with valence
+    absent = {"emotion": FakeCHOP({"p1_present": 0.0, "p1_arousal": 1.0})}
+    here = {"emotion": FakeCHOP({"p1_present": 1.0, "p1_arousal": 0.5, "p1_valence": 0.8, "p1_confidence": 1.0})}
+    assert eval_expr(exprs[("blob1", "radiusx")], absent) == 0.0
+    assert 0.03 < eval_expr(exprs[("blob1", "radiusx")], here) < 0.15
+    assert eval_expr(exprs[("blob1", "centery")], here) > 0
+    xs = [comp.op(f"blob{k}").par.centerx.val for k in range(4)]
+    assert xs == sorted(xs) and all(-0.5 < x < 0.5 for x in xs)
+    tints = {tuple(round(eval_expr(exprs[(f"blob{k}_tint", c)], {"emotion": FakeCHOP({f"p{k}_confidence": 1.0})}), 3)
+                   for c in ("colorr", "colorg", "colorb")) for k in range(4)}
+    assert len(tints) == 4
 
 
 def test_rerun_replaces_the_comp_and_keeps_the_rest(capsys):

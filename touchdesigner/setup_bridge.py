@@ -22,6 +22,9 @@ deletes that COMP and builds it fresh. Inside:
   cmd_out     OSC Out DAT to CMD_HOST:CMD_PORT for commands: op('emotion_bridge/cmd_out').sendOSC('/bridge/cmd/reset', [])
   circle/tint/colour/label_text/over/out   a small visual: colour follows valence (red = unpleasant,
               green = pleasant), size follows arousal, brightness follows confidence, text shows the label
+  blob<k>/blob<k>_tint/blob<k>_colour/people_over<k>/people   several visitors: one blob per person slot
+              (own colour; height = valence, size = arousal, brightness = confidence; gone while the slot is empty)
+              from the channels p<k>_present, p<k>_valence, ... and crowd_count, crowd_valence, ...
   info        Text DAT explaining all of the above
 
 Only TouchDesigner's documented Python API is used: op(), COMP.create(), .par.<name>, ParMode,
@@ -39,6 +42,7 @@ PARENT_PATH = '/project1'  # where the COMP is created
 COMP_NAME = 'emotion_bridge'
 TD_DIR = ''                # folder holding websocket_callbacks.py and oscin_callbacks.py; '' = find it
 SMOOTHING_S = 0.15         # Lag CHOP time (seconds) for valence/arousal/confidence/probabilities
+PEOPLE_SLOTS = 4           # person slots to give channels and blobs (the bridge's people.num_faces)
 
 # ------------------------------------------------------------------------------------ wire format
 # Copies of bridge.labels.LABELS and bridge.output.schema's OSC addresses (TouchDesigner cannot import the
@@ -53,6 +57,20 @@ NUMERIC_ADDRESSES = (
     '/bridge/fps', '/bridge/latency_ms',
 )
 STRING_ADDRESSES = ('/emotion/label_name', '/emotion/changed', '/bridge/health')
+# several visitors: /person/<slot>/<field> for every slot, and /crowd/<field> (numbers; label_name and changed are
+# strings, scoped out like the ones above)
+PERSON_FIELDS = ('present', 'id', 'valence', 'arousal', 'confidence', 'label', 'speaking',
+                 *('prob/' + name for name in LABELS))
+CROWD_FIELDS = ('count', 'valence', 'arousal', 'confidence', 'label', *('prob/' + name for name in LABELS),
+                'speaking', 'primary')
+SLOT_COLOURS = ((0.30, 0.79, 0.94), (0.97, 0.15, 0.52), (1.00, 0.82, 0.40), (0.02, 0.84, 0.63),
+                (0.70, 0.53, 1.00), (1.00, 0.62, 0.11), (0.56, 0.79, 0.90), (0.91, 0.44, 0.32))
+
+
+def people_addresses(slots=None):
+    n = PEOPLE_SLOTS if slots is None else slots
+    return (tuple('/person/%d/%s' % (k, f) for k in range(n) for f in PERSON_FIELDS)
+            + tuple('/crowd/' + f for f in CROWD_FIELDS))
 
 try:  # inside TouchDesigner these names already exist; elsewhere (tests) they are injected as globals
     op  # noqa: B018
@@ -66,24 +84,28 @@ def channel_name(address):
     parts = address.strip('/').split('/')
     if parts[0] in ('emotion', 'bridge'):
         parts = parts[1:]
+    elif parts[0] == 'person' and len(parts) > 2:  # '/person/0/valence' -> 'p0_valence'
+        parts = ['p' + parts[1]] + parts[2:]
     return '_'.join(parts)
 
 
 CHANNELS = tuple(channel_name(a) for a in NUMERIC_ADDRESSES)
+PEOPLE_CHANNELS = tuple(channel_name(a) for a in people_addresses())
 
 
 def rename_patterns():
     """Rename CHOP From/To. The OSC In CHOP names a channel after its address; whether a build keeps the
     leading '/' ('/emotion/valence'), drops it ('emotion/valence') or turns '/' into '_' varies, so each
     From pattern is '*emotion?valence', which matches all three."""
-    frm = ' '.join('*' + a.strip('/').replace('/', '?') for a in NUMERIC_ADDRESSES)
-    return frm, ' '.join(CHANNELS)
+    addresses = NUMERIC_ADDRESSES + people_addresses()
+    frm = ' '.join('*' + a.strip('/').replace('/', '?') for a in addresses)
+    return frm, ' '.join(channel_name(a) for a in addresses)
 
 
 # OSC In CHOP: numbers only. The string messages go to the OSC In DAT.
 OSC_CHOP_SCOPE = '* ' + ' '.join('^*' + a.rsplit('/', 1)[1] for a in STRING_ADDRESSES)
 OSC_DAT_SCOPE = '*emotion/changed *emotion/label_name'
-SMOOTHED = 'valence arousal confidence prob_*'
+SMOOTHED = 'valence arousal confidence prob_* p*_valence p*_arousal p*_confidence crowd_valence crowd_arousal'
 
 # Parameter expressions of the visual (plain Python, evaluated by TouchDesigner every frame).
 # `(chan or 0)` keeps them valid before the first packet has created the channel.
@@ -98,6 +120,29 @@ EXPRESSIONS = {
     ('tint', 'colorb'): 'max(0.0, min(1.0, (0.35 + 0.25 * %s) * (0.4 + 0.6 * %s)))' % (V, C),
 }
 
+
+
+def _blob_expressions(k):
+    """One person's blob: height = valence, size = arousal, brightness = confidence, radius 0 while the slot is
+    empty (present 0)."""
+    def ch(name):
+        return "(op('emotion')['p%d_%s'] or 0)" % (k, name)
+    r = '(0.03 + 0.035 * (%s + 1)) * %s' % (ch('arousal'), ch('present'))
+    bright = '(0.4 + 0.6 * %s)' % ch('confidence')
+    col = SLOT_COLOURS[k % len(SLOT_COLOURS)]
+    return {
+        ('blob%d' % k, 'radiusx'): r,
+        ('blob%d' % k, 'radiusy'): r,
+        ('blob%d' % k, 'centery'): '0.3 * %s' % ch('valence'),
+        ('blob%d_tint' % k, 'colorr'): 'max(0.0, min(1.0, %.2f * %s))' % (col[0], bright),
+        ('blob%d_tint' % k, 'colorg'): 'max(0.0, min(1.0, %.2f * %s))' % (col[1], bright),
+        ('blob%d_tint' % k, 'colorb'): 'max(0.0, min(1.0, %.2f * %s))' % (col[2], bright),
+    }
+
+
+for _k in range(PEOPLE_SLOTS):
+    EXPRESSIONS.update(_blob_expressions(_k))
+
 INFO_TEXT = """emotion bridge network (built by touchdesigner/setup_bridge.py; re-run it to rebuild)
 
 Numbers (OSC, port %(osc)d):  op('%(comp)s/emotion')['valence']   smoothed, -1..1
@@ -106,6 +151,9 @@ Numbers (OSC, port %(osc)d):  op('%(comp)s/emotion')['valence']   smoothed, -1..
                               op('%(comp)s/raw')['face_present']  1/0, also voice_active, fps, latency_ms
 Channels: %(channels)s
 Labels (index order): %(labels)s
+Several visitors (people.num_faces): op('%(comp)s/emotion')['p0_valence'], p0_present, p0_id, p0_label,
+                              p0_speaking, p0_prob_<label> ... per slot; crowd_count, crowd_valence, crowd_arousal,
+                              crowd_label, crowd_speaking (slot or -1); the `people` TOP: one blob per person
 Label change: osc_callbacks.on_label_changed() and the `events` table; the `label_text` TOP shows it.
 Everything as text (WebSocket ws://%(host)s:%(port)d): the `state`, `events` and `health` tables.
 Commands: op('%(comp)s/cmd_out').sendOSC('/bridge/cmd/reset', [])       (OSC, port %(cmd)d)
@@ -280,7 +328,8 @@ def build(parent_comp, src_dir):
     tint = comp.create(constantTOP, 'tint')  # noqa: F405
     _place(tint, 0, 5)
     for (name, par), expression in EXPRESSIONS.items():
-        _expr(comp.op(name), par, expression)
+        if not name.startswith('blob'):  # the blobs' are set below, once they exist
+            _expr(comp.op(name), par, expression)
     colour = comp.create(multiplyTOP, 'colour')  # noqa: F405
     colour.inputConnectors[0].connect(circle)
     colour.inputConnectors[1].connect(tint)
@@ -295,6 +344,36 @@ def build(parent_comp, src_dir):
     out = comp.create(nullTOP, 'out')  # noqa: F405
     out.inputConnectors[0].connect(over)
     _place(out, 3, 4)
+
+    # --- several visitors: one blob per person slot, laid over each other into `people`
+    below = None
+    for k in range(PEOPLE_SLOTS):
+        blob = comp.create(circleTOP, 'blob%d' % k)  # noqa: F405
+        _opt(blob, 'radiusunit', 'fraction')
+        _opt(blob, 'centerunit', 'fraction')
+        _set(blob, 'centerx', round(-0.5 + (k + 0.5) / PEOPLE_SLOTS, 4))  # slots side by side
+        _place(blob, 5 + k, 4)
+        tint = comp.create(constantTOP, 'blob%d_tint' % k)  # noqa: F405
+        _place(tint, 5 + k, 5)
+        colour = comp.create(multiplyTOP, 'blob%d_colour' % k)  # noqa: F405
+        colour.inputConnectors[0].connect(blob)
+        colour.inputConnectors[1].connect(tint)
+        _place(colour, 5 + k, 6)
+        if below is None:
+            below = colour
+            continue
+        over_k = comp.create(overTOP, 'people_over%d' % k)  # noqa: F405
+        over_k.inputConnectors[0].connect(colour)
+        over_k.inputConnectors[1].connect(below)
+        _place(over_k, 5 + k, 7)
+        below = over_k
+    for k in range(PEOPLE_SLOTS):
+        for (name, par), expression in _blob_expressions(k).items():
+            _expr(comp.op(name), par, expression)
+    if below is not None:
+        people = comp.create(nullTOP, 'people')  # noqa: F405
+        people.inputConnectors[0].connect(below)
+        _place(people, 5 + PEOPLE_SLOTS, 7)
 
     info = comp.create(textDAT, 'info')  # noqa: F405
     info.text = INFO_TEXT % {'osc': OSC_PORT, 'cmd': CMD_PORT, 'comp': comp.name, 'host': WS_HOST, 'port': WS_PORT,

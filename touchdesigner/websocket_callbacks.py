@@ -24,7 +24,7 @@ EVENTS_TABLE = 'events'      # Table DAT: time | label | previous | seq | source
 HEALTH_TABLE = 'health'      # Table DAT: field | value
 LABEL_TEXT = 'label_text'    # Text TOP whose `text` shows the current label (optional)
 MAX_EVENTS = 50              # rows kept in the events table (plus its header)
-EXPECTED_SCHEMA = 2          # bridge.output.schema.SCHEMA_VERSION this file was written for
+EXPECTED_SCHEMA = 3          # bridge.output.schema.SCHEMA_VERSION this file was written for
 
 _last_label = None
 _errors = 0
@@ -117,6 +117,10 @@ def flatten_state(msg, now=None):
     (probs -> prob_<label>, face -> face_<key>, voice -> voice_<key>, sensors -> sensor_<name>_<key>)."""
     rows = []
     for key, value in msg.items():
+        if key == 'people' and isinstance(value, list):
+            rows.append(('people', len(value)))  # how many are in view; their rows: person<slot>_<field>
+            rows += flatten_people(value, msg.get('crowd'))
+            continue
         if key == 'sensors' and isinstance(value, dict):
             # sensors -> sensors_count, sensor_<name>_<key> (value, z, age_ms, fresh, ...)
             rows.append(('sensors_count', len(value)))
@@ -133,6 +137,26 @@ def flatten_state(msg, now=None):
     t_emit = msg.get('t_emit')
     if isinstance(t_emit, (int, float)):
         rows.append(('delay_ms', round(((time.time() if now is None else now) - t_emit) * 1000.0, 2)))
+    return rows
+
+
+def flatten_people(people, crowd):
+    """Rows per slot: person<slot>_<field> (probs -> person<slot>_prob_<label>); an empty slot gets
+    person<slot>_present 0, so the table keeps one fixed set of rows per slot."""
+    rows = []
+    slots = crowd.get('slots', 0) if isinstance(crowd, dict) else 0
+    by_slot = {p.get('slot'): p for p in people if isinstance(p, dict)}
+    for slot in range(max([slots] + [s + 1 for s in by_slot if isinstance(s, int)])):
+        p = by_slot.get(slot)
+        pre = 'person%d_' % slot
+        if p is None:
+            rows += [(pre + 'present', 0), (pre + 'id', -1), (pre + 'label', ''), (pre + 'speaking', 0)]
+            continue
+        for k, v in p.items():
+            if k == 'probs' and isinstance(v, dict):
+                rows += [(pre + 'prob_' + str(n), pv) for n, pv in v.items()]
+            elif k != 'slot':
+                rows.append((pre + k, int(v) if isinstance(v, bool) else v))
     return rows
 
 
@@ -183,6 +207,10 @@ def handle_text(dat, message):
         _set_rows(_find(dat, STATE_TABLE), flatten_state(msg))
         if msg.get('label'):
             _show_label(dat, msg['label'])
+    elif kind == 'event' and 'person' in msg:  # several visitors: person_entered / person_left / a person's label
+        what = msg.get('label') or str(msg.get('event', '')).replace('person_', '')
+        _append_event(_find(dat, EVENTS_TABLE), what, msg.get('previous', ''), msg.get('seq', ''),
+                      'ws person %s slot %s' % (msg.get('person'), msg.get('slot')))
     elif kind == 'event':
         _append_event(_find(dat, EVENTS_TABLE), msg.get('label', ''), msg.get('previous', ''),
                       msg.get('seq', ''), 'ws')

@@ -127,7 +127,7 @@ class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
-                 running_mode: str = "video", expression: bool = True, small_faces: bool = True):
+                 running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1):
         """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
         "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
         ``expression``: run the expression network on each face's crop (one small network call per face).
@@ -145,7 +145,7 @@ class FaceTracker:
         opts = FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
             running_mode=RunningMode.IMAGE if running_mode == "image" else RunningMode.VIDEO,
-            num_faces=1,
+            num_faces=num_faces,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
             min_tracking_confidence=0.5,
@@ -162,6 +162,7 @@ class FaceTracker:
         self._max_side = max_input_side
         self._last_ts = -1
         self._video = running_mode != "image"
+        self.faces: list[FaceObservation] = []  # every face of the last frame (process() returns the first)
         self._expr = None
         if expression:
             from bridge.features.expression import FaceExpression
@@ -174,6 +175,7 @@ class FaceTracker:
 
         img = sanitize_frame(image)
         if img is None:
+            self.faces = []
             return FaceObservation(t_capture, False)
         full = img
         h, w = img.shape[:2]
@@ -192,15 +194,21 @@ class FaceTracker:
         if not res.face_landmarks and self._small:
             res, region = self._small_face(full)
         if not res.face_landmarks:
+            self.faces = []
             return FaceObservation(t_capture, False)
+        self.faces = [self._observe(res, i, full, t_capture, region) for i in range(len(res.face_landmarks))]
+        return self.faces[0]
+
+    def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None) -> FaceObservation:
+        """Face ``i`` of a landmarker result -> observation (with its expression network call)."""
         bs = np.zeros(N_BLENDSHAPES, np.float32)
-        if res.face_blendshapes:
-            for i, cat in enumerate(res.face_blendshapes[0][:N_BLENDSHAPES]):
-                bs[i] = cat.score
+        if res.face_blendshapes and i < len(res.face_blendshapes):
+            for k, cat in enumerate(res.face_blendshapes[i][:N_BLENDSHAPES]):
+                bs[k] = cat.score
         pose = (0.0, 0.0, 0.0)
-        if res.facial_transformation_matrixes:
-            pose = euler_from_matrix(res.facial_transformation_matrixes[0])
-        marks = res.face_landmarks[0]
+        if res.facial_transformation_matrixes and i < len(res.facial_transformation_matrixes):
+            pose = euler_from_matrix(res.facial_transformation_matrixes[i])
+        marks = res.face_landmarks[i]
         if hasattr(marks, "xyz"):  # fast_results: the numpy array itself, no 478 Python objects
             lm = np.ascontiguousarray(marks.xyz)
         else:

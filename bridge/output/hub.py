@@ -78,14 +78,19 @@ class OutputHub:
             msg = schema.state_message(state, state.t_emit, fps, latency_ms)
             event = (schema.event_message(changed, previous or "", state.seq, state.t_emit)
                      if changed is not None else None)
+            person_events = schema.person_event_messages(state, state.t_emit)  # several visitors
             if to_ws:
                 self.ws.broadcast(msg)
                 if event is not None:
                     self.ws.broadcast(event)
+                for ev in person_events:
+                    self.ws.broadcast(ev)
             if self.mqtt:  # never blocks: a bounded queue drained by the MQTT thread
                 self.mqtt.send("state", msg)
                 if event is not None:
                     self.mqtt.send("event", event, qos=1)
+                for ev in person_events:
+                    self.mqtt.send("event", ev, qos=1)
                 if self.cfg.mqtt.flat:
                     for address, value in schema.osc_values(state, fps, latency_ms):
                         self.mqtt.send("osc" + address, str(value))

@@ -17,7 +17,8 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.frames import AffectState
-from bridge.output.schema import OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values, sensor_osc_values
+from bridge.output.schema import (OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values, people_osc_values,
+                                  person_event_osc_values, sensor_osc_values)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def encode_state(state: AffectState, fps: float, latency_ms: float, blendshapes:
     if blendshapes:
         items += [(OSC_BLENDSHAPE_PREFIX + name, float(v)) for name, v in blendshapes.items()]
     items += list(sensor_osc_values(state.sensors))
+    items += people_osc_values(state) + person_event_osc_values(state)  # several visitors
     if changed is not None:
         items.append((OSC_EVENT.address, changed))
     return encode_values(items)
@@ -91,6 +93,8 @@ def encode_state_reference(state: AffectState, fps: float, latency_ms: float,
         for name, v in blendshapes.items():
             bundle.add_content(_msg(OSC_BLENDSHAPE_PREFIX + name, float(v)))
     for address, value in sensor_osc_values(state.sensors):
+        bundle.add_content(_msg(address, value))
+    for address, value in people_osc_values(state) + person_event_osc_values(state):  # several visitors
         bundle.add_content(_msg(address, value))
     if changed is not None:
         bundle.add_content(_msg(OSC_EVENT.address, changed))

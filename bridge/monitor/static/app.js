@@ -12,8 +12,11 @@
     voice: $("voice"), probs: $("probs"), latNow: $("lat-now"), latP50: $("lat-p50"), latP95: $("lat-p95"),
     delayNow: $("delay-now"), delayP50: $("delay-p50"), delayP95: $("delay-p95"), health: $("health"),
     healthAge: $("health-age"), seq: $("seq"), version: $("version"), wsUrl: $("ws-url"),
-    canvas: $("circumplex"),
+    canvas: $("circumplex"), people: $("people"), crowd: $("crowd"),
   };
+  // one colour per slot (several visitors), the same on the list and on the circumplex
+  const SLOT_COLORS = ["#4cc9f0", "#f72585", "#ffd166", "#06d6a0", "#b388ff", "#ff9f1c", "#8ecae6", "#e76f51"];
+  const slotColor = (slot) => SLOT_COLORS[((slot | 0) % SLOT_COLORS.length + SLOT_COLORS.length) % SLOT_COLORS.length];
 
   const N_STATS = 100;
   const STALE_MS = 1500;
@@ -113,6 +116,8 @@
       row.bar.classList.toggle("current", cur);
     }
 
+    renderPeople(Array.isArray(m.people) ? m.people : [], m.crowd);
+
     pushStat(latencies, m.latency_ms);
     if (typeof m.t_emit === "number") pushStat(delays, Date.now() - m.t_emit * 1000);
     el.lat.textContent = fmt(m.latency_ms, 0) + " ms";
@@ -124,8 +129,55 @@
     el.delayP95.textContent = fmt(percentile(delays, 0.95), 1);
   }
 
+  // ------------------------------------------------------------------ people
+  let peopleKey = "";
+  function renderPeople(people, crowd) {
+    if (crowd && typeof crowd === "object") {
+      const spk = crowd.speaking >= 0 ? ` · slot ${crowd.speaking} speaking` : "";
+      el.crowd.textContent = `${crowd.count} in view · crowd ${crowd.label} ${signed(crowd.valence)}/${signed(crowd.arousal)}${spk}`;
+    } else {
+      el.crowd.textContent = "";
+    }
+    const key = JSON.stringify(people.map((p) => [p.slot, p.id, p.label, p.speaking, crowd && crowd.primary === p.slot,
+                                                  fmt(p.valence, 2), fmt(p.arousal, 2)]));
+    if (key === peopleKey) return;
+    peopleKey = key;
+    el.people.textContent = "";
+    if (!people.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "nobody in view";
+      el.people.appendChild(li);
+      return;
+    }
+    for (const p of people.slice().sort((a, b) => a.slot - b.slot)) {
+      const li = document.createElement("li");
+      li.dataset.slot = String(p.slot);
+      li.dataset.id = String(p.id);
+      li.dataset.speaking = p.speaking ? "1" : "0";
+      if (crowd && crowd.primary === p.slot) li.classList.add("primary");
+      const sw = document.createElement("span");
+      sw.className = "sw";
+      sw.style.background = slotColor(p.slot);
+      const pid = document.createElement("span");
+      pid.className = "pid";
+      pid.textContent = `#${p.id}`;
+      const lab = document.createElement("span");
+      lab.className = "plabel";
+      lab.textContent = String(p.label || "–");
+      const va = document.createElement("span");
+      va.className = "pva";
+      va.textContent = `${signed(p.valence)} / ${signed(p.arousal)}`;
+      const spk = document.createElement("span");
+      spk.className = "spk";
+      spk.textContent = "speaking";
+      li.append(sw, pid, lab, va, spk);
+      el.people.appendChild(li);
+    }
+  }
+
   function onEvent(m) {
-    if (m.event !== "label_changed") return;
+    if (m.event !== "label_changed" || m.person !== undefined) return;
     el.label.classList.remove("flash");
     void el.label.offsetWidth;  // restart the animation
     el.label.classList.add("flash");
@@ -359,6 +411,20 @@
       ctx.strokeStyle = valenceColor(p1.v, Math.max(0, 0.85 * (1 - age)));
       ctx.lineWidth = (2 + 5 * (1 - age)) * dpr;
       ctx.beginPath(); ctx.moveTo(px(p0.v), py(p0.a)); ctx.lineTo(px(p1.v), py(p1.a)); ctx.stroke();
+    }
+
+    // several visitors: each person's point in its slot colour, with its id
+    if (last && Array.isArray(last.people) && now - lastStateAt <= STALE_MS) {
+      ctx.font = f(13);
+      ctx.textAlign = "left";
+      ctx.textBaseline = "middle";
+      for (const p of last.people) {
+        if (typeof p.valence !== "number" || typeof p.arousal !== "number") continue;
+        const x = px(p.valence), y = py(p.arousal);
+        ctx.fillStyle = slotColor(p.slot);
+        ctx.beginPath(); ctx.arc(x, y, (p.speaking ? 8 : 6) * dpr, 0, 2 * Math.PI); ctx.fill();
+        ctx.fillText(`#${p.id}`, x + 10 * dpr, y);
+      }
     }
 
     // the current point
