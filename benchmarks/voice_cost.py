@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 
-def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0) -> dict:
+def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0, speech_encoder: bool = False) -> dict:
     import soundfile as sf
+
+    from bridge.config import AudioConfig
 
     from bridge.features import speech_encoder as se
     from bridge.features import vad as vadmod
@@ -42,7 +44,7 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0)
     se.SpeechEncoder.mel = timed("encoder", orig_mel)
     se.SpeechEncoder.embed = timed("encoder", orig_embed)
     try:
-        af = AudioFeatures()
+        af = AudioFeatures(AudioConfig(speech_encoder=speech_encoder))
         total, audio_s = 0.0, 0.0
         bs = int(16000 * block_ms / 1000)
         for p in clips:
@@ -63,15 +65,17 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0)
     return {"audio_seconds": round(audio_s, 1), "cpu_ms_per_audio_s_total": ms(total),
             "cpu_ms_per_audio_s_vad": ms(spent["vad"]), "cpu_ms_per_audio_s_encoder": ms(spent["encoder"]),
             "cpu_ms_per_audio_s_other_features": ms(total - spent["vad"] - spent["encoder"]),
-            "share_of_one_core": round(total / audio_s, 4), "block_ms": block_ms, "tick_hz": tick_hz}
+            "share_of_one_core": round(total / audio_s, 4), "block_ms": block_ms, "tick_hz": tick_hz,
+            "speech_encoder": speech_encoder}
 
 
 def int8_agreement(weights: str | None, clips: list[Path]) -> dict:
     import torch
 
-    from bridge.config import AudioConfig, VideoConfig
+    from bridge.config import VideoConfig
     from bridge.engine import FeatureEngine
     from bridge.model.affect import StreamingAffectModel, load_weights, quantize_int8
+    from bridge.model.tick import audio_config
     from bridge.training.data import Clip, read_audio
 
     torch.set_num_threads(1)
@@ -80,7 +84,7 @@ def int8_agreement(weights: str | None, clips: list[Path]) -> dict:
     xs = []
     for p in clips:
         y = read_audio(Clip(p, "neutral", "x"))
-        eng = FeatureEngine(AudioConfig(), VideoConfig(), use_face=False)
+        eng = FeatureEngine(audio_config(meta["feature_schema"]), VideoConfig(), use_face=False)
         seq = []
         for k in range(int(len(y) / 16000 * 30)):
             t = (k + 1) / 30
@@ -121,7 +125,8 @@ def main() -> None:
     actors = {f"{int(a):02d}" for a in args.actors.split(",") if a}
     files = sorted(p for p in Path(args.clips).rglob("*.flac") if p.stem.split("-")[-1] in actors)
     files = files[:: max(1, len(files) // args.n)][: args.n]
-    res = {"audio_path": audio_cost(files), "int8": int8_agreement(args.weights, files), "n_clips": len(files)}
+    res = {"audio_path": audio_cost(files), "audio_path_with_speech_encoder": audio_cost(files, speech_encoder=True),
+           "int8": int8_agreement(args.weights, files), "n_clips": len(files)}
     print(json.dumps(res, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2))

@@ -390,6 +390,12 @@ def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label,
                   f"{res['accuracy']:.1%}   CCC valence {res['ccc_valence']:.3f}   CCC arousal {res['ccc_arousal']:.3f}")
     s = res["session"]
     console.print(f"whole-speaker sessions: UAR {s['uar']:.1%}, accuracy {s['accuracy']:.1%}")
+    if "arousal_uar" in res:
+        console.print(f"high vs low arousal (sign of the arousal output): fresh {res['arousal_uar']:.1%}, "
+                      f"sessions {s['arousal_uar']:.1%}", highlight=False)
+    if "neutral_mean_arousal" in res:
+        console.print(f"neutral clips come out at valence {res['neutral_mean_valence']:+.2f}, arousal "
+                      f"{res['neutral_mean_arousal']:+.2f} (fresh; calibrated: near 0)", highlight=False)
     console.print("recall (fresh): " + "  ".join(f"{k} {v:.0%}" for k, v in res["recall"].items()
                                                  if v == v), highlight=False)
     console.print("confusion (fresh; rows true, cols predicted): " + " ".join(n[:4] for n in LABELS))

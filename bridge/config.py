@@ -41,6 +41,10 @@ class AudioConfig(_Strict):
     pitch_min_hz: float = Field(65.0, ge=30, le=400)
     pitch_max_hz: float = Field(500.0, ge=100, le=2000)
     vad_threshold: float = Field(0.5, gt=0, lt=1)
+    # Google's speech embedding (bridge.features.speech_encoder) in the feature vector. Off by default: trained on
+    # RAVDESS's two English sentences it learns their words, not the emotion, and does not carry over to another
+    # language (docs/MODEL_CARD.md, "What carries over"). Weights record it; it must match them.
+    speech_encoder: bool = False
 
 
 class VideoConfig(_Strict):

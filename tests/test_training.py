@@ -113,6 +113,12 @@ def test_small_training_run_end_to_end(tmp_path):
                       real_faces=False)  # the real-face bank takes ~13 min to build; tests/test_face_real.py covers it
     rep = train(cfg)
     net, meta = load_weights(out)
+    # valence/arousal calibration: the training speakers' neutral clips, each from a fresh state, average (0, 0)
+    from bridge.training.train import _build, neutral_va
+
+    tr = [c for c in clips if c.speaker != "actor03"]
+    singles = _build(tr, cfg, cfg.data_seed * 1000 + 777, True, "calibration clips")
+    assert len(meta["va_offset"]) == 2 and np.abs(neutral_va(net, singles) - net.va_offset.numpy()).max() < 0.02
     assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]
     assert 0 <= rep["val_clips_audio_only"]["uar"] <= 1 and rep["val_clips_audio_only"]["n_clips"] == 15
     assert {"lstm", "window", "window+ema", "window+one_euro"} <= set(rep["smoothing"])

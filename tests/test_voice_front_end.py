@@ -122,6 +122,22 @@ def test_audio_vector_does_not_move_with_gain(speech):
     assert not any(n.startswith(("rms_db", "logmel", "mfcc0_")) for n in names)  # no absolute level
 
 
+def test_encoder_is_an_option_that_adds_only_its_own_columns(speech):
+    """``audio.speech_encoder`` (off by default) adds the embedding columns and changes nothing else."""
+    from bridge.config import AudioConfig
+
+    on, off = AudioFeatures(AudioConfig(speech_encoder=True)), AudioFeatures()
+    assert off.encoder is None and not any(n.startswith("emb") for n in off.names)
+    assert sum(n.startswith("emb") for n in on.names) == se.EMB_DIM
+    keep = [on.names.index(n) for n in off.names]
+    y = _at_dbfs(speech, -30.0)
+    for i in range(0, len(y), 533):
+        on.process(y[i:i + 533])
+        off.process(y[i:i + 533])
+        a, b = on.snapshot(), off.snapshot()
+        assert np.array_equal(a.vector[keep], b.vector) and a.voice_active == b.voice_active
+
+
 def test_gain_does_not_change_the_states(speech, tmp_path):
     """The product path with the shipped weights: the same speech at +20 dB (clipped at full scale) and -20 dB
     gives the same label sequence and nearly the same probabilities as at its own level."""

@@ -87,8 +87,8 @@ class AudioFeatures:
         if self.hop != 160 or self.n_fft != 512:
             raise ValueError("the speech encoder needs audio.hop_ms 10 and audio.frame_ms 32 (its frame grid)")
         self.vad = SileroVad()
-        self.encoder = SpeechEncoder()
-        self.emb_dim = EMB_DIM
+        self.encoder = SpeechEncoder() if cfg.speech_encoder else None
+        self.emb_dim = EMB_DIM if cfg.speech_encoder else 0
         self.emb_slots = self.win_frames // EMB_STEP + 2
         self.names = self._names()
         self.dim = len(self.names)
@@ -104,7 +104,8 @@ class AudioFeatures:
         self._prev_logmel: np.ndarray | None = None
         self._samples_seen = 0
         self.vad.reset()
-        self.encoder.reset()
+        if self.encoder is not None:
+            self.encoder.reset()
         self._level: float | None = None  # running speech level (dBFS)
         self._n_speech = 0
         # embeddings of the window: vectors, their speech weight, the frame count at which each was complete
@@ -127,11 +128,11 @@ class AudioFeatures:
         chunks_before = self.vad.chunks
         last_before = self.vad.last_prob
         vad_new = self.vad.process(x)
-        mel = self.encoder.mel(x)
+        mel = self.encoder.mel(x) if self.encoder is not None else None
         self._samples_seen += len(x)
         buf = np.concatenate([self._buf, x]) if len(x) else self._buf
         n_new = 0 if len(buf) < self.context else 1 + (len(buf) - self.context) // self.hop
-        assert len(mel) == n_new, (len(mel), n_new)  # the same frame grid
+        assert mel is None or len(mel) == n_new, (len(mel), n_new)  # the same frame grid
         if n_new:
             rows = self._analyse(buf, n_new)
             # VAD: each frame gets the newest 32 ms chunk that had ended by the frame's end
@@ -140,8 +141,9 @@ class AudioFeatures:
             probs = np.concatenate([[last_before], vad_new]).astype(np.float32)
             rows[:, self.i_vad] = np.where(ends // 512 - 1 >= 0, probs[np.clip(j, 0, len(probs) - 1)], 0.0)
             offset = self._levels(rows)
-            at, embs = self.encoder.embed(mel, offset)
-            self._push_embeddings(at, embs, rows)
+            if self.encoder is not None:
+                at, embs = self.encoder.embed(mel, offset)
+                self._push_embeddings(at, embs, rows)
             self._push(rows)
             buf = buf[n_new * self.hop:]
         self._buf = buf

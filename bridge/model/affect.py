@@ -60,6 +60,9 @@ class AffectNet(nn.Module):
         self.head_conf = nn.Linear(hidden + n_labels, 1)
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        # valence/arousal calibration: subtracted from the head's output so that neutral speech of the training
+        # speakers, each clip from a fresh state, comes out at (0, 0) on average (set by training)
+        self.register_buffer("va_offset", torch.zeros(2))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """z-score, then zero a missing modality's block (masks sit in the last 4 columns)."""
@@ -138,7 +141,7 @@ class AffectNet(nn.Module):
         state = (lstm_state, adapt_state, pool_state)
         h = self.drop(h)
         logits = self.head_cls(h)
-        va = torch.tanh(self.head_va(h))
+        va = torch.clamp(torch.tanh(self.head_va(h)) - self.va_offset, -1.0, 1.0)
         conf = torch.sigmoid(self.head_conf(torch.cat([h, torch.softmax(logits, -1).detach()], -1))).squeeze(-1)
         return logits, va, conf, state
 
@@ -251,7 +254,9 @@ def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
         raise WeightsError(f"{p} was trained for labels {meta.get('labels')}, this bridge uses {list(LABELS)}.")
     try:
         net = AffectNet(**arch)
-        net.load_state_dict(blob["state_dict"])
+        sd = dict(blob["state_dict"])
+        sd.setdefault("va_offset", torch.zeros(2))  # weights from before the calibration: uncalibrated
+        net.load_state_dict(sd)
     except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise WeightsError(f"{p}: weights do not fit the model architecture: {type(e).__name__}: "
                            f"{str(e)[:300]}") from None

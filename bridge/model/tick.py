@@ -17,7 +17,8 @@ from bridge.features.face import FACE_DIM, face_window_names
 MAX_AGE_S = 2.0
 # what the audio vector is computed with beyond the config: the VAD and the speech encoder (a new front end
 # changes this, so older weights are refused with a clear message instead of silently misreading the features)
-AUDIO_FRONT_END = "silero-vad-6 + google-speech-embedding (openWakeWord) + speech-level-relative loudness, v2"
+AUDIO_FRONT_END = "silero-vad-6 + speech-level-relative loudness, v2"
+ENCODER_FRONT_END = "silero-vad-6 + google-speech-embedding (openWakeWord) + speech-level-relative loudness, v2"
 MASK_NAMES = ["audio_present", "face_present", "audio_age", "face_age"]
 
 
@@ -30,11 +31,18 @@ def feature_schema(audio_cfg: AudioConfig, video_cfg: VideoConfig, tick_hz: floa
         "mask_names": MASK_NAMES,
         "audio": {k: getattr(audio_cfg, k) for k in ("sample_rate", "frame_ms", "hop_ms", "window_s", "n_mels",
                                                       "n_mfcc", "pitch_min_hz", "pitch_max_hz",
-                                                      "vad_threshold")},
-        "audio_front_end": AUDIO_FRONT_END,
+                                                      "vad_threshold", "speech_encoder")},
+        "audio_front_end": ENCODER_FRONT_END if audio_cfg.speech_encoder else AUDIO_FRONT_END,
         "face_window_s": video_cfg.window_s,
         "tick_hz": tick_hz,
     }
+
+
+def audio_config(schema: dict) -> AudioConfig:
+    """The audio settings a weights file was trained with (files from before ``speech_encoder`` existed used it)."""
+    audio = dict(schema["audio"])
+    audio.setdefault("speech_encoder", schema.get("audio_front_end") == ENCODER_FRONT_END)
+    return AudioConfig(**audio)
 
 
 def schema_mismatch(expected: dict, actual: dict) -> list[str]:
@@ -47,7 +55,13 @@ def schema_mismatch(expected: dict, actual: dict) -> list[str]:
     for k, v in expected.get("audio", {}).items():
         if actual.get("audio", {}).get(k) != v:
             out.append(f"audio.{k}: weights were trained with {v}, config has {actual.get('audio', {}).get(k)}")
-    if expected.get("audio_front_end") != actual.get("audio_front_end"):
+    if expected.get("audio_front_end") == ENCODER_FRONT_END and actual.get("audio_front_end") != ENCODER_FRONT_END:
+        out.append("these weights were trained with the speech encoder: set audio.speech_encoder: true in the "
+                   "config (or use weights trained without it)")
+    elif expected.get("audio_front_end") != ENCODER_FRONT_END and actual.get("audio_front_end") == ENCODER_FRONT_END:
+        out.append("these weights were trained without the speech encoder: set audio.speech_encoder: false in the "
+                   "config (or use weights trained with it)")
+    elif expected.get("audio_front_end") != actual.get("audio_front_end"):
         out.append(f"audio front end: weights were trained with {expected.get('audio_front_end') or 'the v1 front end'}"
                    f", this build computes {actual.get('audio_front_end')}")
     if expected.get("face_window_s") != actual.get("face_window_s"):

@@ -132,13 +132,14 @@ class _ModelRunner:
     EXPRESSION_LABELS (calm -> neutral)."""
 
     def __init__(self, weights: str | None, hold_s: float):
-        from bridge.config import AudioConfig, VideoConfig
+        from bridge.config import VideoConfig
         from bridge.engine import FeatureEngine
         from bridge.model.affect import StreamingAffectModel
+        from bridge.model.tick import audio_config
 
         self.model = StreamingAffectModel.load(weights)
         sch = self.model.meta["feature_schema"]
-        self.audio_cfg = AudioConfig(**sch["audio"])
+        self.audio_cfg = audio_config(sch)
         self.video_cfg = VideoConfig(window_s=sch["face_window_s"], calibration="off")  # unrelated stills
         self.tick_hz = sch["tick_hz"]
         self.hold_s = hold_s

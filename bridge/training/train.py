@@ -17,11 +17,12 @@ from bridge.config import AudioConfig, VideoConfig
 from bridge.features.face import FACE_DIM
 from bridge.labels import LABELS, VA
 from bridge.model.affect import AffectNet, load_weights, save_weights
-from bridge.model.tick import feature_schema
+from bridge.model.tick import audio_config, feature_schema
 from bridge.training import metrics as M
 from bridge.training.baselines import WindowClassifier, ema, one_euro
 from bridge.training.build import Sequence, build_sequences, face_block
 from bridge.training.face_real import default_bank
+from bridge.training.robustness import HIGH_AROUSAL, LOW_AROUSAL
 from bridge.training.data import Clip, file_digest, load_dataset
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class TrainConfig:
     average_from: float = 0.5  # the weights shipped are the average over the epochs after this fraction (SWA);
     # no epoch is picked by its validation score, so the validation numbers are not tuned to the validation speakers
     p_no_face: float = 0.5
+    # with the speech encoder on: each training stream hides the embedding columns with this probability (they
+    # read as the training mean), so the model cannot lean on the embedding alone
+    p_drop_embedding: float = 0.0
     p_face_only: float = 0.1
     cache_dir: str = ".cache/features"
     real_faces: bool = True  # face evidence from real FER+ faces (face_real); False: the synthetic generator only
@@ -156,6 +160,18 @@ def _detach(state):
     return tuple(_detach(s) for s in state)
 
 
+def neutral_va(net: AffectNet, singles: list[Sequence]) -> np.ndarray:
+    """Mean (valence, arousal) output over neutral clips (each clip's mean over its ticks, fresh state, audio
+    only) -- the offset that puts neutral speech at (0, 0)."""
+    neutral = LABELS.index("neutral")
+    means = []
+    for s in singles:
+        sel = (s.weight > 0) & (s.label == neutral)
+        if sel.any():
+            means.append(run_net(net, make_inputs(s, None))[1][sel].mean(0))
+    return (np.mean(means, 0) if means else np.zeros(2)).astype(np.float32) + net.va_offset.numpy()
+
+
 def norm_stats(train: list[Sequence], faces: list) -> tuple[np.ndarray, np.ndarray]:
     A = np.concatenate([s.audio for s in train])
     Fs = [f[0][f[1] > 0] for f in faces if f is not None]
@@ -190,6 +206,15 @@ def clip_eval(probs_by_seq: list[np.ndarray], seqs: list[Sequence], va_by_seq: l
         vp, vt = np.array(v_pred), np.array(v_true)
         out["ccc_valence"] = M.ccc(vp[:, 0], vt[:, 0])
         out["ccc_arousal"] = M.ccc(vp[:, 1], vt[:, 1])
+        yt = np.array(y_true)
+        hi = np.isin(yt, [LABELS.index(x) for x in HIGH_AROUSAL])
+        lo = np.isin(yt, [LABELS.index(x) for x in LOW_AROUSAL])
+        if hi.any() and lo.any():  # high vs low arousal, decided by the sign of the clip's mean arousal output
+            out["arousal_uar"] = 0.5 * (float(np.mean(vp[hi, 1] > 0)) + float(np.mean(vp[lo, 1] <= 0)))
+        neu = yt == LABELS.index("neutral")
+        if neu.any():
+            out["neutral_mean_valence"] = float(vp[neu, 0].mean())
+            out["neutral_mean_arousal"] = float(vp[neu, 1].mean())
     return out
 
 
@@ -246,6 +271,8 @@ def train(cfg: TrainConfig) -> dict:
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
+    emb_cols = np.array([i for i, n in enumerate(feature_schema(cfg.audio, cfg.video, cfg.tick_hz)["audio_names"])
+                         if n.startswith("emb")], np.int64)
     net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout, prior_ticks=cfg.prior_ticks)
     net.mean.copy_(torch.from_numpy(mean))
     net.std.copy_(torch.from_numpy(std))
@@ -306,6 +333,8 @@ def train(cfg: TrainConfig) -> dict:
                     x = np.concatenate([p[0] for p in parts])
                     # channel / speaker variation: one offset per stream (one microphone, one voice), per-tick noise
                     x[:, :A] += (rng.normal(0, 0.15, A) * std[:A])[None] + rng.normal(0, 0.1, (len(x), A)) * std[:A]
+                    if len(emb_cols) and rng.random() < cfg.p_drop_embedding:
+                        x[:, emb_cols] = mean[emb_cols]
                     items.append(Batchable(x.astype(np.float32), *(np.concatenate([getattr(p[1], f) for p in parts])
                                                                   for f in ("label", "va", "weight", "clip"))))
                 X, Y, VA_, W = _pad(items, T_b)
@@ -345,6 +374,10 @@ def train(cfg: TrainConfig) -> dict:
             tick()
     net.load_state_dict(avg.module.state_dict())  # buffers (normalisation) are the same in every epoch
     net.eval()
+    # valence/arousal calibration on the TRAINING speakers (never the validation ones): their neutral clips, each
+    # from a fresh state, should average (0, 0), so an artist's thresholds mean the same on any voice
+    train_single = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+    net.va_offset.copy_(torch.from_numpy(neutral_va(net, train_single)))
 
     # ---------------------------------------------------------------- evaluation
     outs = [run_net(net, x) for x in vals_x]
@@ -371,6 +404,7 @@ def train(cfg: TrainConfig) -> dict:
         "val_uar_fresh_clips_audio_only": report["val_clips_fresh_audio_only"]["uar"],
         "created": time.strftime("%Y-%m-%d"), "train_seconds": round(time.time() - t_start, 1),
         "normalisation": "mean/std buffers in state_dict",
+        "va_offset": [round(float(v), 4) for v in net.va_offset],
     }
     digest = save_weights(cfg.out, net, meta)
     report["weights_sha256"] = digest
@@ -442,7 +476,7 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     ``bridge.process_files``; ``per_speaker_label`` limits that table to N clips per speaker and label."""
     net, meta = load_weights(weights)
     sch = meta["feature_schema"]
-    audio_cfg = AudioConfig(**sch["audio"])
+    audio_cfg = audio_config(sch)
     video_cfg = VideoConfig(window_s=sch["face_window_s"])
     clips = load_dataset(data, actors)
     if not clips:
@@ -460,9 +494,11 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
     outs = [run_net(net, make_inputs(s, None)) for s in seqs]
     sess = clip_eval([_mask_absent(o[0], present) for o in outs], seqs, [o[1] for o in outs])
-    res["session"] = {k: sess[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
+    keys = ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal", "arousal_uar", "neutral_mean_valence",
+            "neutral_mean_arousal")
+    res["session"] = {k: sess[k] for k in keys if k in sess}
     res["session"]["mode"] = "session: each speaker's clips in one stream, as a visitor talking for minutes"
-    res["fresh_clips"] = {k: res[k] for k in ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal")}
+    res["fresh_clips"] = {k: res[k] for k in keys if k in res}
     res["speakers"] = sorted({c.speaker for c in clips})
     res["skipped_files"] = skipped
     res["n_labels"] = len(present)
