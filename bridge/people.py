@@ -18,8 +18,8 @@ its own lock):
 - :func:`crowd_state`: the count and the confidence-weighted mean of everyone present, with its own hysteresis.
 - :class:`PeopleEngine`: the set of persons and the crowd; turns the shared tick vector (audio part) and each
   person's face window into one model step per present person (all of them in one batched call), and picks the
-  primary person whose state is the classic ``/emotion/*`` stream. With ``people.num_faces: 1`` it does not touch the classic path at all: the state is
-  exactly the single-visitor state, and person 0 mirrors it.
+  primary person whose state is the classic ``/emotion/*`` stream. With ``people.num_faces: 1`` it does not touch
+  the classic path at all: the state is exactly the single-visitor state, and person 0 mirrors it.
 """
 
 from __future__ import annotations
