@@ -11,7 +11,7 @@ from bridge.features.face import FaceTracker
 from helpers import face_model_path
 
 
-def _two_faces(path, seconds=2.0):
+def _two_faces(path, seconds=1.2):
     happy, sad = pm.ferplus_face(pm.FER_HAPPY, 0, 160), pm.ferplus_face(pm.FER_SAD, 0, 160)
     w, _ = pm.SIZE
     frames = [[(happy, 60 + int(3 * np.sin(i / 5)), 90), (sad, w - 220, 90 + int(3 * np.cos(i / 7)))]
