@@ -349,8 +349,11 @@ def outside_run(args: list[str], warm_s: float, measure_s: float, duration_s: fl
     import re
 
     m = re.search(r"sent (\d+) states", text)
+    lat = re.search(r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms(?:; (\d+) face frames)?", text)
     r.update(rc=rc, command=" ".join(cmd), states_sent=int(m.group(1)) if m else None,
-             states_per_s=(int(m.group(1)) / duration_s) if m else None, log=str(log))
+             states_per_s=(int(m.group(1)) / duration_s) if m else None, log=str(log),
+             latency_p50_ms=float(lat.group(1)) if lat else None, latency_p99_ms=float(lat.group(2)) if lat else None,
+             face_frames_per_s=(int(lat.group(3)) / duration_s) if lat and lat.group(3) else None)
     if rc != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed (rc {rc}):\n{_tail(log)}")
     return r

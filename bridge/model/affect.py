@@ -209,7 +209,8 @@ class OneTick:
 
         self.net = net
         self.a, self.f, self.n0, self.gap = net.audio_dim, net.face_dim, np.float32(net.prior_ticks), net.utt_gap
-        self.sizes = np.cumsum(_split_sizes(net))[:-1]
+        ends = np.cumsum(_split_sizes(net)).tolist()
+        self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]  # the packed state's fields
         self.mean, self.std = w(net.mean), w(net.std)
         lin, ln = net.proj[0], net.proj[1]
         self.Wp, self.bp = w(lin.weight).T, w(lin.bias)
@@ -230,7 +231,7 @@ class OneTick:
         a, f = self.a, self.f
         if s is None:
             s = fresh_state(self.net, x.shape[0])
-        h, c, an, as1, as2, last_v, pn, ps1, ps2 = np.split(s, self.sizes, 1)
+        h, c, an, as1, as2, last_v, pn, ps1, ps2 = (s[:, k] for k in self.parts)
         # normalise
         z = np.clip((x - self.mean) / self.std, -8.0, 8.0)
         ap = x[:, a + f: a + f + 1]
@@ -263,7 +264,8 @@ class OneTick:
         else:
             y = 0.5 * y * (1.0 + erf(y * np.float32(0.7071067811865476)))
         g = (y @ self.Wih + self.bih) + (h @ self.Whh + self.bhh)
-        gi, gf, gg, go = np.split(g, 4, 1)
+        H = h.shape[1]
+        gi, gf, gg, go = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
         c = expit(gf) * c + expit(gi) * np.tanh(gg)
         h = expit(go) * np.tanh(c)
         logits = h @ self.Wc + self.bc
