@@ -181,7 +181,7 @@ def _old_process_files(video, audio, cfg):
     single_step = pl._SingleStep() if hasattr(pl, "_SingleStep") else contextlib.nullcontext()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms))
     pending = next(blocks, None)
-    extra = {"small_faces": cfg.video.small_faces} if hasattr(cfg.video, "small_faces") else {}
+    extra = {k: getattr(cfg.video, k) for k in ("small_faces", "expression_fps") if hasattr(cfg.video, k)}
     tracker = FaceTracker(face_model_path(), cfg.video.min_detection_confidence, cfg.video.max_input_side,
                           **extra)
     gate = FrameGate.from_config(cfg.video)
