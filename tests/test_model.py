@@ -117,6 +117,8 @@ def test_packed_state_continues_the_full_pass(tmp_path):
         full = torch.softmax(net(x)[0], -1)[0].numpy()
         _, _, _, st = net(x[:, :100])
         m = StreamingAffectModel(net, {})
+        m.state = st  # forward()'s own state tuple is taken as it is (packed on the first step)
+        np.testing.assert_allclose(m.step(x[0, 100].numpy()).probs, full[100], atol=1e-5)
         m.state = pack_state(net, st)
         for t in range(100, 140):
             np.testing.assert_allclose(m.step(x[0, t].numpy()).probs, full[t], atol=1e-5)

@@ -207,7 +207,9 @@ class OneTick:
         def w(t: torch.Tensor) -> np.ndarray:
             return t.detach().numpy()
 
-        self.net = net
+        from scipy.special import erf, expit
+
+        self.net, self.erf, self.expit = net, erf, expit
         self.a, self.f, self.n0, self.gap = net.audio_dim, net.face_dim, np.float32(net.prior_ticks), net.utt_gap
         ends = np.cumsum(_split_sizes(net)).tolist()
         self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]  # the packed state's fields
@@ -226,11 +228,12 @@ class OneTick:
     def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """x: (B, in_dim) raw tick vectors (float32); s: (B, state_width) packed states or None (all fresh).
         Returns (out (B, n_labels + 3): probabilities, valence, arousal, confidence; the new packed state)."""
-        from scipy.special import erf, expit
-
+        erf, expit = self.erf, self.expit
         a, f = self.a, self.f
         if s is None:
             s = fresh_state(self.net, x.shape[0])
+        elif isinstance(s, tuple):  # a state from AffectNet.forward (e.g. set after a sequence pass)
+            s = pack_state(self.net, s)
         h, c, an, as1, as2, last_v, pn, ps1, ps2 = (s[:, k] for k in self.parts)
         # normalise
         z = np.clip((x - self.mean) / self.std, -8.0, 8.0)
@@ -333,7 +336,7 @@ def step_many(models: list[StreamingAffectModel], vecs: list[np.ndarray]) -> lis
             fresh = fresh_state(net) if fresh is None else fresh
             states.append(fresh)
         else:
-            states.append(m.state)
+            states.append(pack_state(net, m.state) if isinstance(m.state, tuple) else m.state)
     out, new = models[0].one_tick(np.stack([np.asarray(v, np.float32) for v in vecs]), np.concatenate(states, 0))
     for k, m in enumerate(models):
         m.state = new[k:k + 1]
