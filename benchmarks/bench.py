@@ -897,7 +897,8 @@ def faces_row(r: dict) -> dict:
             "wire_p99_ms": w["ws_receive_minus_t_capture_ms"]["p99"],
             "others_busy_pct_of_all_cores": st["others_busy_pct_of_all_cores"],
             "expression_runs_per_face_frame": st["expression_runs_per_face_frame"],
-            "ms": {k: v["ms_per_unit"] for k, v in st["per_stage"].items() if isinstance(v, dict) and "ms_per_unit" in v}}
+            "ms": {k: v["ms_per_unit"] for k, v in st["per_stage"].items()
+                   if isinstance(v, dict) and "ms_per_unit" in v}}
 
 
 def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None, num_faces: int = 1,

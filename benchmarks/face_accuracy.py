@@ -188,6 +188,10 @@ def main(argv=None) -> int:
         # the expression network on each face at most this often, its last result held in between
         "expression_fps_15": {"video.expression_fps": 15.0},
         "expression_fps_10": {"video.expression_fps": 10.0},
+        # configs/performance.yaml, and the same with the expression network at 5 per second
+        "preset": {"video.face_fps": 10.0, "video.idle_face_fps": 5.0, "video.skip_unchanged": 2.0},
+        "preset_expression_fps_5": {"video.face_fps": 10.0, "video.idle_face_fps": 5.0, "video.skip_unchanged": 2.0,
+                                    "video.expression_fps": 5.0},
         # the landmarker allowed 4 faces (people.num_faces 4) on videos of one face
         "num_faces_4": {"people.num_faces": 4},
     }
