@@ -85,14 +85,16 @@ PROFILES = {
               "fanout_s": 3.0, "fanout_clients": (1, 10, 50), "growth_ticks": 20, "growth_windows": (0.5, 1, 2, 4),
               "cpu_warm_s": 8.0, "cpu_measure_s": 6.0, "cpu_duration_s": 15.0, "cpu_repeats": 1,
               "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": True,
-              "faces_counts": (1, 2, 4), "faces_frames": 90, "faces_repeats": 1},
+              "faces_counts": (1, 2, 4), "faces_frames": 90, "faces_repeats": 1, "stages_faces": (1,)},
     "full": {"bridge_s": 90.0, "warmup_s": 5.0, "floor_frames": 300, "audio_s": 30.0, "audio_rounds": 7,
              "fanout_s": 15.0, "fanout_clients": (1, 10, 50), "growth_ticks": 300,
              "growth_windows": (0.5, 1, 2, 4),
              # the outside measurement: the user's command for 30 s, CPU from second 9 to second 24, 3 runs each
              "cpu_warm_s": 9.0, "cpu_measure_s": 15.0, "cpu_duration_s": 30.0, "cpu_repeats": 3,
              "cpu_monitor": (True, False), "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": True,
-             "faces_counts": (1, 2, 4), "faces_frames": 300, "faces_repeats": 3},
+             "faces_counts": (1, 2, 4), "faces_frames": 300, "faces_repeats": 3,
+             # the wire + stages run again with 2 and 4 people in view (people.num_faces = N, a video of N real faces)
+             "stages_faces": (1, 2, 4), "stages_faces_s": 45.0},
 }
 
 
@@ -347,8 +349,11 @@ def outside_run(args: list[str], warm_s: float, measure_s: float, duration_s: fl
     import re
 
     m = re.search(r"sent (\d+) states", text)
+    lat = re.search(r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms(?:; (\d+) face frames)?", text)
     r.update(rc=rc, command=" ".join(cmd), states_sent=int(m.group(1)) if m else None,
-             states_per_s=(int(m.group(1)) / duration_s) if m else None, log=str(log))
+             states_per_s=(int(m.group(1)) / duration_s) if m else None, log=str(log),
+             latency_p50_ms=float(lat.group(1)) if lat else None, latency_p99_ms=float(lat.group(2)) if lat else None,
+             face_frames_per_s=(int(lat.group(3)) / duration_s) if lat and lat.group(3) else None)
     if rc != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed (rc {rc}):\n{_tail(log)}")
     return r
@@ -617,15 +622,18 @@ def stage_table(b: dict, ncpu: int) -> dict:
     rows = {
         "landmarker": (native + g("landmarker_call"), frames,
                        "MediaPipe graph threads + its dispatcher + the Python side of detect_for_video"),
-        "face post-processing": (g("face_process") - g("landmarker_call") - g("expression") + g("push_face"), frames,
+        "face post-processing": (g("face_process") - g("landmarker_call") - g("expression") + g("push_face")
+                                 + g("push_faces"), frames,
                                  "FaceTracker.process around the landmarker (colour conversion, results to numpy, "
-                                 "pose) + FaceWindow push"),
+                                 "pose) + FaceWindow push + person tracking"),
         "expression net": (g("expression"), frames, "expression network per face (when the build has one)"),
         "audio evidence": (g("push_audio") + g("audio_snapshot"), states,
                            "incremental audio features (+ voice-activity model / speech encoder when present) and "
                            "the window snapshot per state"),
         "tick assembly": (g("vector") - g("audio_snapshot"), states, "face window statistics and the tick vector"),
-        "model step": (g("model_step"), states, "AffectRuntime.step: the LSTM step and label hysteresis"),
+        "model step": (g("people_step") if "people_step" in sc else g("model_step"), states,
+                       "PeopleEngine.step: the model step of every person present (one batched call) and label "
+                       "hysteresis, voice attribution, crowd state"),
         "publish": (g("publish") + th.get("websocket", 0.0), states,
                     "OSC encode + send, JSON for WebSocket, the WebSocket server thread"),
         "capture": (sum(v for k, v in th.items() if k.startswith("video-decode") or k.startswith("native (av:")),
@@ -664,16 +672,17 @@ def child_bridge(spec: dict) -> None:
     frames = [f.image for f in iter_video_file(spec["video"])]
     n_floor = int(spec["floor_frames"])
     loop_frames = (frames * (n_floor // len(frames) + 1))[:n_floor]
+    n_faces = int(spec.get("num_faces", 1))
     over = {
         "video.source": spec["video"], "audio.source": spec["audio"], "sources.speed": "realtime",
         "sources.loop": True, "websocket.port": spec["ws_port"], "monitor.enabled": False, "osc.control_port": 0,
         "osc.targets": [f"127.0.0.1:{spec['osc_port']}"], "video.face_model": spec["face_model"],
-        "logging.level": "WARNING",
+        "logging.level": "WARNING", "people.num_faces": n_faces,
     }
     if spec.get("weights"):
         over["model.weights"] = spec["weights"]
     cfg = load_config(None, over)
-    floor_before = _floor(loop_frames, spec["face_model"], 1_000)
+    floor_before = _floor(loop_frames, spec["face_model"], 1_000) if n_floor else None
 
     bridge = build_bridge(cfg)
     # timestamps only (bridge.clock), to split capture-to-wire into its parts; no behaviour changes
@@ -728,7 +737,9 @@ def child_bridge(spec: dict) -> None:
     stages.wrap(bridge.engine, "push_audio", "push_audio")
     stages.wrap(bridge.engine.audio, "snapshot", "audio_snapshot")
     stages.wrap(bridge.engine, "vector", "vector")
+    stages.wrap(bridge.people, "push_faces", "push_faces")
     stages.wrap(bridge.runtime, "step", "model_step")
+    stages.wrap(bridge.people, "step", "people_step")
     stages.wrap(bridge.hub, "publish", "publish")
     proc = psutil.Process()
     bridge.start()
@@ -756,7 +767,7 @@ def child_bridge(spec: dict) -> None:
     finally:
         bridge.stop()
     parts = _decompose(fev, tev)
-    floor_after = _floor(loop_frames, spec["face_model"], 1_000, raw_first=False)
+    floor_after = _floor(loop_frames, spec["face_model"], 1_000, raw_first=False) if n_floor else None
     wall = w1 - w0
     cpu = (c1.user + c1.system) - (c0.user + c0.system)
     machine_busy = (sum(sys1) - sys1.idle - getattr(sys1, "iowait", 0.0)) - (sum(sys0) - sys0.idle
@@ -771,7 +782,9 @@ def child_bridge(spec: dict) -> None:
         "floor_before": floor_before, "floor_after": floor_after,
         "video_source": health["sources"]["video"], "audio_source": health["sources"]["audio"],
         "workers": health["workers"], "outputs": health.get("outputs", {}),
-        "torch_threads": cfg.model.threads,
+        "torch_threads": cfg.model.threads, "num_faces": n_faces,
+        "people_in_view": health.get("people", {}).get("in_view"),
+        "expression_runs": getattr(bridge.tracker, "expr_runs", None),
         "stage_cpu": StageClock.diff(sc0, sc1),
     }
     Path(spec["out"]).write_text(json.dumps(out))
@@ -860,8 +873,40 @@ def _match_osc(osc: list, ws: list) -> list[tuple[float, float]]:
     return pairs
 
 
-def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None) -> dict:
-    video, audio = media(workdir)
+def group_video(workdir: Path, n: int) -> Path:
+    """A 640x360 30 fps video of ``n`` real faces (the astronaut photo and FER+ faces, each moving slightly: the
+    composition of benchmarks/people_cost.py and tests/test_people.py). Needs ../shared/data/ferplus."""
+    path = workdir / f"group{n}.avi"
+    if not path.is_file():
+        for d in (ROOT / "benchmarks", ROOT / "tests"):
+            if str(d) not in sys.path:
+                sys.path.insert(0, str(d))
+        import people_cost
+
+        people_cost.group_video(path, n, seconds=6.0)
+    return path
+
+
+def faces_row(r: dict) -> dict:
+    """One line of the 1 / 2 / 4 faces table: CPU, rates, capture-to-wire, the per-stage ms."""
+    st, w = r["stages"], r["wire"]
+    return {"num_faces": st["num_faces"], "people_in_view_at_end": st["people_in_view_at_end"],
+            "pct_of_all_cores": st["pct_of_all_cores"], "states_per_s": st["states_per_s"],
+            "face_frames_per_s": st["face_frames_per_s"],
+            "wire_p50_ms": w["ws_receive_minus_t_capture_ms"]["p50"],
+            "wire_p99_ms": w["ws_receive_minus_t_capture_ms"]["p99"],
+            "others_busy_pct_of_all_cores": st["others_busy_pct_of_all_cores"],
+            "expression_runs_per_face_frame": st["expression_runs_per_face_frame"],
+            "ms": {k: v["ms_per_unit"] for k, v in st["per_stage"].items()
+                   if isinstance(v, dict) and "ms_per_unit" in v}}
+
+
+def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None, num_faces: int = 1,
+                 video: Path | None = None) -> dict:
+    """The wire run: the full bridge in a child process (``num_faces`` people in view: ``video`` shows that many
+    faces; the bare-landmarker floor is measured with one face only), a separate receiver process."""
+    v1, audio = media(workdir)
+    video = video or v1
     ws_port, osc_port = free_port(), free_port(socket.SOCK_DGRAM)
     rx_out, br_out, ready = workdir / "receiver.json", workdir / "bridge_child.json", workdir / "receiver.ready"
     for p in (rx_out, br_out, ready):
@@ -877,7 +922,8 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
             time.sleep(0.05)
         br_spec = {"video": str(video), "audio": str(audio), "ws_port": ws_port, "osc_port": osc_port,
                    "face_model": face_model, "weights": weights, "warmup_s": prof["warmup_s"],
-                   "bridge_s": prof["bridge_s"], "floor_frames": prof["floor_frames"], "out": str(br_out)}
+                   "bridge_s": prof["bridge_s"], "floor_frames": prof["floor_frames"] if num_faces == 1 else 0,
+                   "out": str(br_out), "num_faces": num_faces}
         br = _run_child(["_bridge", json.dumps(br_spec)], workdir / "bridge_child.log")
         try:
             rc = br.wait(timeout=max_s)
@@ -903,8 +949,10 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
     seqs = [s[1] for s in ws]
     lost = (max(seqs) - min(seqs) + 1 - len(set(seqs))) if seqs else 0
 
-    raw_s = b["floor_before"]["raw_s"][10:] + b["floor_after"]["raw_s"][10:]  # first calls warm MediaPipe up
-    trk_s = b["floor_before"]["tracker_s"][10:] + b["floor_after"]["tracker_s"][10:]
+    fb, fa = b["floor_before"] or {"raw_s": [], "tracker_s": [], "face_found": 0}, b["floor_after"] or {
+        "raw_s": [], "tracker_s": [], "face_found": 0}
+    raw_s = fb["raw_s"][10:] + fa["raw_s"][10:]  # first calls warm MediaPipe up
+    trk_s = fb["tracker_s"][10:] + fa["tracker_s"][10:]
     floor = dist(raw_s, 1000)
     tracker = dist(trk_s, 1000)
     face_calls = dist(b["face_calls_s"], 1000)
@@ -932,7 +980,7 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         "ws_states_received": len(ws), "ws_states_lost": int(lost), "osc_matched": len(pairs),
         "video_frames_dropped_by_pacer": b["video_source"].get("dropped"),
         "measured_wall_s": wall,
-        "face_found_in_floor_frames": b["floor_before"]["face_found"] + b["floor_after"]["face_found"],
+        "face_found_in_floor_frames": fb["face_found"] + fa["face_found"],
     }
     res_cpu = {
         "pct_of_one_core": 100.0 * b["cpu_s"] / wall,
@@ -946,6 +994,9 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         "machine_busy_pct_of_all_cores": 100.0 * b["machine_busy_s"] / wall / ncpu,
         "others_busy_pct_of_all_cores": 100.0 * (b["machine_busy_s"] - b["cpu_s"]) / wall / ncpu,
         "per_stage": stage_table(b, ncpu),
+        "num_faces": num_faces, "people_in_view_at_end": b.get("people_in_view"),
+        "expression_runs_per_face_frame": (b["expression_runs"] / max(1, b["face_frames"])
+                                           if b.get("expression_runs") is not None else None),
         "notes": "inside the bench's own bridge process (the wire run): thread CPU time per stage; the outside "
                  "figure of the plain command is the cpu section",
     }
@@ -1497,7 +1548,16 @@ def run_bench(quick: bool = False, out: str | Path | None = None, only: list[str
     def bridge_run() -> dict:
         fm = face_model_path(face_model)
         w, res["weights"] = weights_path(wd, weights)
-        return bench_bridge(prof, wd, fm, w)
+        r = bench_bridge(prof, wd, fm, w)
+        by = {1: faces_row(r)}
+        for n in prof.get("stages_faces", (1,)):
+            if n > 1:
+                say(f"wire + stages with {n} people in view")
+                rn = bench_bridge({**prof, "bridge_s": prof.get("stages_faces_s", prof["bridge_s"])}, wd, fm, w,
+                                  num_faces=n, video=group_video(wd, n))
+                by[n] = faces_row(rn)
+        r["stages"]["by_faces"] = by
+        return r
 
     section(("smoothing",), "smoothing: reading the training report",
             lambda: bench_smoothing(Path(report) if report else ROOT / "artifacts" / "train" / "report.json"))
@@ -1611,6 +1671,12 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                 continue
             rows.append(("per stage (CPU)", k, f"{_f(v['ms_per_unit'], 2)} ms per {v['unit']}  = "
                                                f"{_f(v['pct_of_one_core'])} % of a core"))
+        for n, r in c.get("by_faces", {}).items():
+            rows.append(("people in view", f"{n} face{'s' if str(n) != '1' else ''}",
+                         f"{_f(r['pct_of_all_cores'])} % of all cores, {_f(r['states_per_s'])} states/s, "
+                         f"{_f(r['face_frames_per_s'])} face frames/s, capture-to-wire p50 {_f(r['wire_p50_ms'])} / "
+                         f"p99 {_f(r['wire_p99_ms'])} ms; ms: " + ", ".join(
+                             f"{k} {_f(v, 2)}" for k, v in r["ms"].items() if not k.startswith(" "))))
     if "faces" in s:
         for k, v in s["faces"]["faces"].items():
             m = v["cpu_ms_per_frame"]
@@ -1742,6 +1808,16 @@ def markdown(res: dict) -> str:
                 out.append(f"| {k} | {_f(v['ms_per_unit'], 2)} | {v['unit']} | {_f(v['pct_of_one_core'])} | "
                            f"{v['what']} |")
         out.append("")
+        by = s["stages"].get("by_faces", {})
+        if by:
+            keys = [k for k in next(iter(by.values()))["ms"] if not k.startswith(" ")]
+            out += ["| people in view | % of all cores | states/s | face frames/s | wire p50 / p99 ms | "
+                    + " | ".join(f"{k} ms" for k in keys) + " |", "|---" * (5 + len(keys)) + "|"]
+            for n, r in by.items():
+                out.append(f"| {n} | {_f(r['pct_of_all_cores'])} | {_f(r['states_per_s'])} | "
+                           f"{_f(r['face_frames_per_s'])} | {_f(r['wire_p50_ms'])} / {_f(r['wire_p99_ms'])} | "
+                           + " | ".join(_f(r["ms"].get(k), 2) for k in keys) + " |")
+            out.append("")
     if "faces" in s:
         out += ["| landmarker stage, faces | CPU ms per frame (median) | rounds min-max | % of all cores at 30 fps | "
                 "× one face | faces found |", "|---|---|---|---|---|---|"]

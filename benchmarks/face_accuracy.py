@@ -77,7 +77,8 @@ def truth_scores(states, truth: list | None) -> dict:
     return {"accuracy": float(np.mean([p == t for p, t in pairs])), "uar": float(np.mean(rec)), "n": len(pairs)}
 
 
-OFF = {"video.face_fps": 0.0, "video.skip_unchanged": 0.0, "video.idle_face_fps": 0.0, "audio.enabled": False}
+OFF = {"video.face_fps": 0.0, "video.skip_unchanged": 0.0, "video.idle_face_fps": 0.0, "video.expression_fps": 0.0,
+       "people.num_faces": 1, "audio.enabled": False}
 
 
 def observations(video: Path, face_model: str, over: dict):
@@ -88,7 +89,8 @@ def observations(video: Path, face_model: str, over: dict):
     from bridge.pipeline import face_observation
 
     cfg = load_config(None, {**OFF, **over})
-    tracker = FaceTracker(face_model, 0.5, cfg.video.max_input_side)
+    tracker = FaceTracker(face_model, 0.5, cfg.video.max_input_side, small_faces=cfg.video.small_faces,
+                          num_faces=cfg.people.num_faces, expression_fps=cfg.video.expression_fps)
     gate = FrameGate.from_config(cfg.video)
     out, last = [], None
     try:
@@ -119,7 +121,7 @@ def compare(video: Path, face_model: str, variants: dict[str, dict]) -> dict:
            "reference_vs_truth": truth_scores(ref_states, truth)}
     for name, over in variants.items():
         obs, counts = observations(video, face_model, over)
-        bs_d, pose_d, present_same = [], [], []
+        bs_d, pose_d, present_same, ex_d = [], [], [], []
         for (t, _, o_ref), (_, verdict, o) in zip(ref_obs, obs):
             if o is None:
                 continue
@@ -127,6 +129,8 @@ def compare(video: Path, face_model: str, variants: dict[str, dict]) -> dict:
             if o.present and o_ref.present:
                 bs_d.append(np.abs(o.blendshapes - o_ref.blendshapes))
                 pose_d.append(np.abs(np.subtract(o.pose, o_ref.pose)))
+                if o.expression is not None and o_ref.expression is not None:
+                    ex_d.append(np.abs(o.expression - o_ref.expression))
         cfg = load_config(None, {**OFF, **over})
         states = process_files(video=video, config=cfg, face_model=face_model)
         t = np.array([s.t_capture for s in states])
@@ -143,6 +147,8 @@ def compare(video: Path, face_model: str, variants: dict[str, dict]) -> dict:
                                     "max": float(bs.max())},
             "pose_abs_diff_deg": {"mean": float(np.mean(pose_d)) if pose_d else 0.0,
                                   "max": float(np.max(pose_d)) if pose_d else 0.0},
+            "expression_abs_diff": {"mean": float(np.mean(ex_d)) if ex_d else 0.0,
+                                    "max": float(np.max(ex_d)) if ex_d else 0.0},
             "states_compared": int(ok.sum()),
             "probs_abs_diff": {"mean": float(np.abs(a - b).mean()) if len(a) else float("nan"),
                                "max": float(np.abs(a - b).max()) if len(a) else float("nan")},
@@ -179,6 +185,15 @@ def main(argv=None) -> int:
         "face_fps_10": {"video.skip_unchanged": 0.0, "video.face_fps": 10.0},
         "face_fps_15_skip_4": {"video.skip_unchanged": 4.0, "video.face_fps": 15.0},
         "max_input_side_320": {"video.max_input_side": 320},
+        # the expression network on each face at most this often, its last result held in between
+        "expression_fps_15": {"video.expression_fps": 15.0},
+        "expression_fps_10": {"video.expression_fps": 10.0},
+        # configs/performance.yaml, and the same with the expression network at 5 per second
+        "preset": {"video.face_fps": 10.0, "video.idle_face_fps": 5.0, "video.skip_unchanged": 2.0},
+        "preset_expression_fps_5": {"video.face_fps": 10.0, "video.idle_face_fps": 5.0, "video.skip_unchanged": 2.0,
+                                    "video.expression_fps": 5.0},
+        # the landmarker allowed 4 faces (people.num_faces 4) on videos of one face
+        "num_faces_4": {"people.num_faces": 4},
     }
     if a.variants:
         keep = [x.strip() for x in a.variants.split(",")]

@@ -67,6 +67,7 @@ class VideoConfig(_Strict):
     # "off" never corrects; forgotten after calibration_forget_s without a face (the visitor left)
     calibration: Literal["auto", "command", "off"] = "auto"
     small_faces: bool = True  # look for far-away faces (narrower than ~1/5 of the frame) in parts of the frame
+    expression_fps: float = Field(10.0, ge=0, le=240)  # expression network per face at most this often; 0 = every frame
     calibration_s: float = Field(2.0, gt=0, le=60)
     calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 

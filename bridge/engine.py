@@ -19,7 +19,7 @@ from bridge.features.audio import SILENCE_DB, AudioFeatures
 from bridge.features.face import FaceObservation, FaceWindow
 from bridge.frames import AffectState
 from bridge.labels import LABELS
-from bridge.model.affect import StreamingAffectModel
+from bridge.model.affect import StepOutput, StreamingAffectModel, step_many
 from bridge.model.tick import assemble, feature_schema, schema_mismatch
 
 FACE_STALE_S = 0.5  # a face older than this is reported absent
@@ -173,12 +173,19 @@ class AffectRuntime:
 
     def step(self, vec: np.ndarray, info: TickInfo, now: float) -> tuple[AffectState, str | None]:
         """One tick. Returns the state and, on a label change, the previous label."""
+        self.prepare(info, now)
+        return self.finish(self.model.step(vec), info, now)
+
+    def prepare(self, info: TickInfo, now: float) -> None:
+        """Before the model step: nobody here for ``reset_after_s`` -> a fresh state for the next visitor."""
         if info.voice_active or info.face_present:
             self._t_evidence = now
         elif self._t_evidence is not None and now - self._t_evidence > self.reset_after_s:
             self.reset()  # nobody here for a while: the next visitor starts fresh
             self._t_evidence = None
-        out = self.model.step(vec)
+
+    def finish(self, out: StepOutput, info: TickInfo, now: float) -> tuple[AffectState, str | None]:
+        """After the model step: label hysteresis and the state."""
         probs = np.nan_to_num(out.probs, nan=1.0 / len(LABELS))
         prev = self.hyst.update(probs, out.confidence, now)
         self.seq += 1
@@ -194,3 +201,13 @@ class AffectRuntime:
             raw_label=LABELS[int(np.argmax(probs))],
         )
         return state, prev
+
+
+def step_runtimes(items: list[tuple[AffectRuntime, np.ndarray, TickInfo]], now: float
+                  ) -> list[tuple[AffectState, str | None]]:
+    """One tick for several visitors' runtimes (one tick vector and info each): their model steps in one batched
+    call (:func:`~bridge.model.affect.step_many`), equal to calling ``step`` on each."""
+    for rt, _, info in items:
+        rt.prepare(info, now)
+    outs = step_many([rt.model for rt, _, _ in items], [vec for _, vec, _ in items])
+    return [rt.finish(out, info, now) for (rt, _, info), out in zip(items, outs)]

@@ -49,7 +49,8 @@ def build_bridge(cfg: Config) -> Bridge:
         try:
             video_src = open_video(cfg.video, cfg.sources)
             tracker = FaceTracker(str(path), cfg.video.min_detection_confidence, cfg.video.max_input_side,
-                                  small_faces=cfg.video.small_faces, num_faces=cfg.people.num_faces)
+                                  small_faces=cfg.video.small_faces, num_faces=cfg.people.num_faces,
+                                  expression_fps=cfg.video.expression_fps)
         except Exception as e:
             missing.append(f"video ({cfg.video.source}): {e}")
             video_src = None

@@ -17,9 +17,9 @@ its own lock):
   face-only evidence. With one face the voice goes to it, as with one visitor.
 - :func:`crowd_state`: the count and the confidence-weighted mean of everyone present, with its own hysteresis.
 - :class:`PeopleEngine`: the set of persons and the crowd; turns the shared tick vector (audio part) and each
-  person's face window into one model step per present person, and picks the primary person whose state is the
-  classic ``/emotion/*`` stream. With ``people.num_faces: 1`` it does not touch the classic path at all: the state is
-  exactly the single-visitor state, and person 0 mirrors it.
+  person's face window into one model step per present person (all of them in one batched call), and picks the
+  primary person whose state is the classic ``/emotion/*`` stream. With ``people.num_faces: 1`` it does not touch
+  the classic path at all: the state is exactly the single-visitor state, and person 0 mirrors it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge.config import Config
-from bridge.engine import FACE_STALE_S, AffectRuntime, Hysteresis, TickInfo
+from bridge.engine import FACE_STALE_S, AffectRuntime, Hysteresis, TickInfo, step_runtimes
 from bridge.features.audio import SILENCE_DB
 from bridge.features.calibration import NeutralCalibration, neutral_reference
 from bridge.features.face import BS_INDEX, FaceObservation, FaceWindow
@@ -429,8 +429,9 @@ class Person:
         self.window.push(obs)
         self.t_face, self.last = obs.t_capture, obs
 
-    def step(self, audio_vec: np.ndarray | None, info: TickInfo, audio_dim: int, now: float, voice: bool,
-             face_muted: bool) -> tuple[AffectState, str | None]:
+    def tick_input(self, audio_vec: np.ndarray | None, info: TickInfo, audio_dim: int, now: float, voice: bool,
+                   face_muted: bool) -> tuple[np.ndarray, TickInfo]:
+        """This person's tick vector and info: its own face window, the voice when it is theirs."""
         face_age = None if self.t_face is None else max(0.0, now - self.t_face)
         face_ok = not face_muted and face_age is not None and face_age <= FACE_STALE_S
         face_vec = self.window.vector() if face_ok else None
@@ -449,6 +450,12 @@ class Person:
             pose=last.pose if last is not None else (0.0, 0.0, 0.0),
             face_size=last.size if last is not None else 0.0,
             blendshapes=last.blendshapes if last is not None else None)
+        return vec, pinfo
+
+    def step(self, audio_vec: np.ndarray | None, info: TickInfo, audio_dim: int, now: float, voice: bool,
+             face_muted: bool) -> tuple[AffectState, str | None]:
+        """This person alone (the engine steps everyone present in one batched call instead)."""
+        vec, pinfo = self.tick_input(audio_vec, info, audio_dim, now, voice, face_muted)
         state, prev = self.runtime.step(vec, pinfo, now)
         self.state = state
         return state, prev
@@ -563,12 +570,13 @@ class PeopleEngine:
                     self._events.append(PersonEvent("label_changed", p.id, p.slot, state.label, prev))
         else:
             someone_speaks = speaker_id is not None or now - self.voice._t_voice <= self.voice.hold_s
-            for p in here:
-                # the speaker gets the voice; while a voice is heard the others get face-only evidence; in silence
-                # everyone gets the (silent) audio, as a lone visitor would
-                voice = p.id == speaker_id or not someone_speaks
-                _, pprev = p.step(audio_vec, info, self.audio_dim, now, voice, self.face_muted)
-                p.speaking = p.id == speaker_id
+            # the speaker gets the voice; while a voice is heard the others get face-only evidence; in silence
+            # everyone gets the (silent) audio, as a lone visitor would. Everyone's model step in one call.
+            inputs = [p.tick_input(audio_vec, info, self.audio_dim, now, p.id == speaker_id or not someone_speaks,
+                                   self.face_muted) for p in here]
+            results = step_runtimes([(p.runtime, vec_p, info_p) for p, (vec_p, info_p) in zip(here, inputs)], now)
+            for p, (pstate, pprev) in zip(here, results):
+                p.state, p.speaking = pstate, p.id == speaker_id
                 if pprev:
                     self._events.append(PersonEvent("label_changed", p.id, p.slot, p.state.label, pprev))
             primary = self._primary(here, speaker_id)

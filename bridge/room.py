@@ -211,19 +211,13 @@ class RoomService:
                 "room_fields": [f[0] for f in schema.ROOM_JSON_FIELDS]}
 
     def start(self) -> None:
-        from bridge.output.mqtt import make_client
+        from bridge.output.mqtt import start_client
 
         if self.ws:
             self.ws.start()
-        c = make_client(self.cfg.mqtt, f"emotion-bridge-room-{self.site}-{int(time.time() * 1000) % 100000}")
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_connect_fail = self._on_connect_fail
-        self._client = c
         self.status = "connecting"
-        c.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive_s)
-        c.loop_start()
+        client_id = f"emotion-bridge-room-{self.site}-{int(time.time() * 1000) % 100000}"
+        self._client = start_client(self.cfg.mqtt, client_id, self)
         self._thread = threading.Thread(target=self._tick_loop, name="room-ticker", daemon=True)
         self._thread.start()
         log.info("room: site %r from MQTT %s:%d -> OSC %s, WebSocket %s:%s, MQTT %s/%s/%s", self.site,

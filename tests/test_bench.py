@@ -24,7 +24,7 @@ TINY = {"bridge_s": 4.0, "warmup_s": 2.0, "floor_frames": 30, "audio_s": 2.0, "a
         "fanout_clients": (1, 3), "growth_ticks": 5, "growth_windows": (0.5, 2.0),
         "cpu_warm_s": 10.0, "cpu_measure_s": 2.0, "cpu_duration_s": 13.0, "cpu_repeats": 1, "cpu_monitor": (False,),
         "cpu_presets": ("configs/performance.yaml",), "cpu_empty_room": False,
-        "faces_counts": (1, 2), "faces_frames": 15, "faces_repeats": 1}
+        "faces_counts": (1, 2), "faces_frames": 15, "faces_repeats": 1, "stages_faces": (1, 2), "stages_faces_s": 3.0}
 
 
 
@@ -54,7 +54,7 @@ def _numbers(x, path=""):
             yield from _numbers(v, f"{path}[{i}]")
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_bench_produces_every_section_with_numbers(tmp_path):
     if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
         pytest.skip("espeak-ng is not installed: the benchmark's speech cannot be made")
@@ -85,6 +85,10 @@ def test_bench_produces_every_section_with_numbers(tmp_path):
     calls = st["per_stage"]["calls"]
     assert all(calls.get(k, 0) > 0 for k in ("face_process", "landmarker_call", "push_audio", "model_step", "publish"))
     assert st["per_stage"]["landmarker"]["ms_per_unit"] > 0 and st["per_stage"]["model step"]["ms_per_unit"] > 0
+    # the same run with two people in view (a video of two real faces, people.num_faces 2)
+    by = st["by_faces"]
+    assert set(by) == {1, 2} and by[2]["num_faces"] == 2 and by[2]["people_in_view_at_end"] == 2
+    assert by[2]["ms"]["landmarker"] > 0 and by[2]["states_per_s"] > 0 and math.isfinite(by[2]["wire_p99_ms"])
     fc = res["sections"]["faces"]["faces"]
     assert set(fc) == {"1", "2"} and fc["2"]["faces_found_mean"] > 1.5  # two faces really tracked
     a = res["sections"]["audio"]

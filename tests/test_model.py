@@ -8,7 +8,7 @@ from bridge.config import Config
 from bridge.features.face import FACE_DIM
 from bridge.labels import LABELS
 from bridge.model.affect import (AffectNet, StreamingAffectModel, WeightsError, default_weights_path, load_weights,
-                                 save_weights)
+                                 pack_state, save_weights, step_many, unpack_state)
 from bridge.model.tick import feature_schema
 from bridge.pipeline import load_model
 
@@ -51,6 +51,90 @@ def _bursty(net, T=240, seed=1):
     v[:, 100:104] = 0  # a short pause inside an utterance
     x[..., net.audio_dim - 1] = v
     return x, v
+
+
+def _varied(net, T=240, seed=1):
+    """Bursty speech (see _bursty) with the audio and the face dropping out for stretches (the masks change)."""
+    x, v = _bursty(net, T, seed)
+    x[:, 150:170, -4] = 0.0  # audio lost
+    x[:, 180:200, -3] = 0.0  # face gone
+    x[1, 10:30, -4:] = torch.tensor([0.0, 1.0, 1.0, 0.0])  # the second visitor: face only at first
+    return x
+
+
+@pytest.mark.parametrize("weights", ["tiny", "packaged"])
+def test_one_tick_path_equals_the_full_pass(tmp_path, weights):
+    """step() takes the one-tick path (numpy, running sums, one LSTM cell); through utterances, pauses and
+    missing modalities it equals the sequence pass run tick by tick (forward at T = 1, the path it replaces) to
+    1e-5 and AffectNet.forward over the whole sequence to 1e-5 for 50 ticks, 5e-5 over 240 (float32 running
+    sums in another order: the tick-by-tick forward differs from the whole pass by as much), shipped weights too."""
+    net = load_weights(tiny(tmp_path)[0] if weights == "tiny" else None)[0]
+    x = _varied(net)
+    with torch.inference_mode():
+        logits, va, conf, _ = net(x)
+    probs = torch.softmax(logits, -1).numpy()
+    for b in range(2):
+        m, ref = StreamingAffectModel(net, {}), StreamingAffectModel(net, {})
+        assert m.one_tick is not None
+        ref.one_tick = None  # the sequence pass, one tick at a time
+        for t in range(x.shape[1]):
+            out, r = m.step(x[b, t].numpy()), ref.step(x[b, t].numpy())
+            got = [*out.probs, out.valence, out.arousal, out.confidence]
+            np.testing.assert_allclose(got, [*r.probs, r.valence, r.arousal, r.confidence], atol=1e-5)
+            np.testing.assert_allclose(got, [*probs[b, t], *va[b, t].tolist(), float(conf[b, t])],
+                                       atol=1e-5 if t < 50 else 5e-5)
+
+
+def test_step_many_equals_each_visitor_stepped_alone(tmp_path):
+    """Several visitors in one batched call: the same outputs and states as stepping each model alone, with
+    visitors joining (fresh state) and leaving between ticks."""
+    net = load_weights(None)[0]
+    x = _varied(net, T=120, seed=3)
+    x3 = torch.cat([x, x[:1].flip(1)], 0).numpy()  # three visitors
+    alone = [StreamingAffectModel(net, {}) for _ in range(3)]
+    batched = [StreamingAffectModel(net, {}) for _ in range(3)]
+    for t in range(x3.shape[1]):
+        here = [k for k in range(3) if not (k == 2 and t < 40) and not (k == 1 and 70 <= t < 90)]
+        if t == 90:
+            alone[1].reset()
+            batched[1].reset()  # the second visitor comes back as a new visitor
+        ref = [alone[k].step(x3[k, t]) for k in here]
+        got = step_many([batched[k] for k in here], [x3[k, t] for k in here])
+        for r, g in zip(ref, got):
+            np.testing.assert_allclose(g.probs, r.probs, atol=1e-6)
+            np.testing.assert_allclose([g.valence, g.arousal, g.confidence], [r.valence, r.arousal, r.confidence],
+                                       atol=1e-6)
+    for a, b in zip(alone, batched):
+        np.testing.assert_allclose(a.state, b.state, atol=1e-5)
+
+
+def test_packed_state_continues_the_full_pass(tmp_path):
+    """The one-tick state and forward()'s state tuple convert into each other: forward for 100 ticks, then
+    step; step for 100 ticks, then forward — both equal the full pass."""
+    net = load_weights(tiny(tmp_path)[0])[0]
+    x = _varied(net)[:1]
+    with torch.inference_mode():
+        full = torch.softmax(net(x)[0], -1)[0].numpy()
+        _, _, _, st = net(x[:, :100])
+        m = StreamingAffectModel(net, {})
+        m.state = st  # forward()'s own state tuple is taken as it is (packed on the first step)
+        np.testing.assert_allclose(m.step(x[0, 100].numpy()).probs, full[100], atol=1e-5)
+        m.state = pack_state(net, st)
+        for t in range(100, 140):
+            np.testing.assert_allclose(m.step(x[0, t].numpy()).probs, full[t], atol=1e-5)
+        logits, _, _, _ = net(x[:, 140:], unpack_state(net, m.state))
+    np.testing.assert_allclose(torch.softmax(logits, -1)[0].numpy(), full[140:], atol=1e-5)
+
+
+def test_int8_model_steps_through_the_full_pass():
+    """A quantised network has no float weights to read: it keeps the sequence pass, close to the float model."""
+    f = StreamingAffectModel.load(None)
+    q = StreamingAffectModel.load(None, quantize="int8")
+    assert q.one_tick is None and f.one_tick is not None
+    x = _varied(f.net, T=60)[0].numpy()
+    d = [np.abs(f.step(v).probs - q.step(v).probs).max() for v in x]
+    assert np.isfinite(d).all() and np.median(d) < 0.1
+    assert len(step_many([q, StreamingAffectModel(q.net, {})], [x[0], x[1]])) == 2
 
 
 def test_chunked_passes_equal_the_full_pass(tmp_path):

@@ -181,7 +181,7 @@ def _old_process_files(video, audio, cfg):
     single_step = pl._SingleStep() if hasattr(pl, "_SingleStep") else contextlib.nullcontext()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms))
     pending = next(blocks, None)
-    extra = {"small_faces": cfg.video.small_faces} if hasattr(cfg.video, "small_faces") else {}
+    extra = {k: getattr(cfg.video, k) for k in ("small_faces", "expression_fps") if hasattr(cfg.video, k)}
     tracker = FaceTracker(face_model_path(), cfg.video.min_detection_confidence, cfg.video.max_input_side,
                           **extra)
     gate = FrameGate.from_config(cfg.video)
@@ -506,3 +506,39 @@ def test_tracker_ignores_the_landmarkers_face_order(crossing_faces):
         return out
 
     assert run(False) == run(True)
+
+
+def test_batched_model_steps_equal_each_person_stepped_alone(crossing_faces, monkeypatch):
+    """Everyone present is stepped in one batched model call; the people's states are those of stepping each
+    person's model alone (same probabilities, labels, events)."""
+    import bridge.engine as be
+    import bridge.people as bp
+
+    cfg = _cfg(**{"people.num_faces": 4})
+    model = load_model(cfg)
+
+    def drive():
+        engine = FeatureEngine(cfg.audio, cfg.video, use_audio=False, use_face=True)
+        people = bp.PeopleEngine(cfg, model, AffectRuntime(model, cfg.events, cfg.model.reset_after_s),
+                                 engine.audio_dim)
+        out = []
+        for t, faces in crossing_faces:
+            people.push_faces(faces, t)
+            s = people.step(*engine.vector(t), t)[0]
+            out.append([(p.id, p.state.label, [p.state.probs[n] for n in LABELS], p.state.valence) for p in s.people]
+                       + [(e.kind, e.id, e.label) for e in s.person_events])
+        return out
+
+    sizes = []
+    many = be.step_many
+    monkeypatch.setattr(be, "step_many", lambda models, vecs: (sizes.append(len(models)), many(models, vecs))[1])
+    batched = drive()
+    assert max(sizes) >= 2  # the crossing scene has two and three people at once
+    monkeypatch.setattr(bp, "step_runtimes", lambda items, now: [rt.step(v, i, now) for rt, v, i in items])
+    alone = drive()
+    assert len(batched) == len(alone)
+    for b, a in zip(batched, alone):
+        assert [x[:2] if len(x) == 4 else x for x in b] == [x[:2] if len(x) == 4 else x for x in a]
+        for xb, xa in zip(b, a):
+            if len(xb) == 4:
+                np.testing.assert_allclose(xb[2] + [xb[3]], xa[2] + [xa[3]], atol=1e-5)

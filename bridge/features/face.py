@@ -127,14 +127,18 @@ class FaceTracker:
     """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
-                 running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1):
+                 running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1,
+                 expression_fps: float = 0.0):
         """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
         "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
         ``expression``: run the expression network on each face's crop (one small network call per face).
         ``small_faces``: when the frame shows no face, look for a small (far away) one in a part of the frame
         (2/5 of its width and height; every second such frame, cycling over a 3x3 grid, the centre first), then
         follow it in a region around it; MediaPipe's detector alone misses faces narrower than about a fifth of
-        the frame."""
+        the frame.
+        ``expression_fps``: run the expression network on each face at most this often (0 = on every frame);
+        in between, a face keeps its last expression (matched to the last frame's faces by box overlap, so
+        each person keeps their own). VIDEO mode only: unrelated still images always get their own."""
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
@@ -164,6 +168,10 @@ class FaceTracker:
         self._video = running_mode != "image"
         self.faces: list[FaceObservation] = []  # every face of the last frame (process() returns the first)
         self._expr = None
+        self._expr_interval = 1.0 / expression_fps if expression_fps > 0 and self._video else 0.0
+        self._held: list[tuple[np.ndarray, float, np.ndarray]] = []  # (box, time, expression) of the last faces
+        self.expr_runs = 0  # expression network calls (and faces that reused a held result: expr_held)
+        self.expr_held = 0
         if expression:
             from bridge.features.expression import FaceExpression
 
@@ -194,12 +202,13 @@ class FaceTracker:
         if not res.face_landmarks and self._small:
             res, region = self._small_face(full)
         if not res.face_landmarks:
-            self.faces = []
+            self.faces, self._held = [], []
             return FaceObservation(t_capture, False)
-        self.faces = [self._observe(res, i, full, t_capture, region) for i in range(len(res.face_landmarks))]
+        held, self._held = self._held, []
+        self.faces = [self._observe(res, i, full, t_capture, region, held) for i in range(len(res.face_landmarks))]
         return self.faces[0]
 
-    def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None) -> FaceObservation:
+    def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None, held=()) -> FaceObservation:
         """Face ``i`` of a landmarker result -> observation (with its expression network call)."""
         bs = np.zeros(N_BLENDSHAPES, np.float32)
         if res.face_blendshapes and i < len(res.face_blendshapes):
@@ -218,8 +227,33 @@ class FaceTracker:
             fh, fw = full.shape[:2]
             lm = lm * np.array([rw / fw, rh / fh, rw / fw], np.float32) + np.array([x0 / fw, y0 / fh, 0], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
-        expr = self._expr(full, lm, bs) if self._expr is not None else None
+        expr = self._expression(full, lm, bs, t_capture, held) if self._expr is not None else None
         return FaceObservation(t_capture, True, bs, pose, size, lm, expr)
+
+    def _expression(self, full: np.ndarray, lm: np.ndarray, bs: np.ndarray, t: float, held) -> np.ndarray | None:
+        """The expression network on this face, or, within ``1 / expression_fps`` of its last run, the last
+        result of the same face (the last frame's face whose box overlaps this one most, IoU >= 0.3)."""
+        if not self._expr_interval:
+            self.expr_runs += 1
+            return self._expr(full, lm, bs)
+        box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()], np.float32)
+        best, best_iou = None, 0.3
+        for b, t_run, e in held:
+            ix = max(0.0, min(box[2], b[2]) - max(box[0], b[0]))
+            iy = max(0.0, min(box[3], b[3]) - max(box[1], b[1]))
+            union = (box[2] - box[0]) * (box[3] - box[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+            ov = ix * iy / union if union > 0 else 0.0
+            if ov >= best_iou:
+                best, best_iou = (t_run, e), ov
+        if best is not None and t - best[0] < self._expr_interval - 1e-3:
+            t_run, expr = best
+            self.expr_held += 1
+        else:
+            t_run, expr = t, self._expr(full, lm, bs)
+            self.expr_runs += 1
+        if expr is not None:
+            self._held.append((box, t_run, expr))
+        return expr
 
     def _small_face(self, frame: np.ndarray):
         """No face in the whole frame: search a region (the last small face's, else the next of nine search

@@ -1,8 +1,10 @@
 """The streaming affect model: a small LSTM over tick vectors, with its recurrent state in one object.
 
 ``AffectNet.forward`` runs whole sequences (training, evaluation); ``StreamingAffectModel.step`` runs one tick
-and keeps ``(h, c)`` in ``self.state`` — equal to the full-sequence pass (tested to 1e-5). Weights files are
-plain dicts of tensors and metadata, loaded with ``torch.load(weights_only=True)``.
+through :class:`OneTick` (the same arithmetic written for one tick, in numpy, ~6x cheaper) and keeps the streaming
+state in ``self.state`` — equal to the full-sequence pass (tested to 1e-5); :func:`step_many` steps several
+visitors in one batched call. Weights files are plain dicts of tensors and metadata, loaded with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -154,20 +156,156 @@ class StepOutput:
     confidence: float
 
 
+def _fast_step_ok(net: AffectNet) -> bool:
+    """The one-tick path reads the float layers' weights directly; a quantised net (int8) keeps the full pass."""
+    return (not net.training and type(net.lstm) is nn.LSTM and net.lstm.num_layers == 1
+            and not net.lstm.bidirectional and net.lstm.proj_size == 0 and type(net.proj[0]) is nn.Linear
+            and all(type(m) is nn.Linear for m in (net.head_cls, net.head_va, net.head_conf)))
+
+
+def state_width(net: AffectNet) -> int:
+    """Width of the packed one-tick state: LSTM (h, c), speaker statistics (n, sum, sum of squares), utterance
+    (last voiced tick, n, sum, sum of squares)."""
+    return 2 * net.hidden + 1 + 2 * net.audio_dim + 2 + 2 * net.audio_dim
+
+
+def _split_sizes(net: AffectNet) -> list[int]:
+    H, a = net.hidden, net.audio_dim
+    return [H, H, 1, a, a, 1, 1, a, a]
+
+
+def fresh_state(net: AffectNet, batch: int = 1) -> np.ndarray:
+    """The packed state of a new visitor (what ``AffectNet.forward`` assumes for ``state=None``)."""
+    s = np.zeros((batch, state_width(net)), np.float32)
+    s[:, 2 * net.hidden + 1 + 2 * net.audio_dim] = -1e9  # no voiced tick yet
+    return s
+
+
+def pack_state(net: AffectNet, state: tuple) -> np.ndarray:
+    """``AffectNet.forward``'s state tuple -> the packed (B, state_width) array of :class:`OneTick`."""
+    (h, c), (n, s1, s2), (last_v, pn, ps1, ps2) = state
+    return torch.cat([h[0], c[0], n[:, 0], s1[:, 0], s2[:, 0], last_v, pn[:, 0], ps1[:, 0], ps2[:, 0]],
+                     1).detach().numpy().astype(np.float32)
+
+
+def unpack_state(net: AffectNet, s: np.ndarray) -> tuple:
+    """The packed state -> ``AffectNet.forward``'s state tuple (to continue with the full-sequence pass)."""
+    h, c, n, s1, s2, last_v, pn, ps1, ps2 = (torch.from_numpy(np.ascontiguousarray(x))
+                                             for x in np.split(s, np.cumsum(_split_sizes(net))[:-1], 1))
+    return ((h[None], c[None]), (n[:, None], s1[:, None], s2[:, None]),
+            (last_v, pn[:, None], ps1[:, None], ps2[:, None]))
+
+
+class OneTick:
+    """One tick of ``AffectNet.forward`` for B visitors at once, written for T = 1 in numpy: the sequence pass's
+    cumulative sums, cummax and gather reduce to running sums and its ``nn.LSTM`` to one LSTM cell. Same
+    arithmetic in the same order (float32), so equal to the full pass (tested to 1e-5), at a fifth of the CPU:
+    at T = 1 the sequence pass is ~80 tiny torch operations of a few microseconds of dispatch each, and
+    ``nn.LSTM``'s oneDNN kernel alone costs ~120 us; numpy's per-operation cost is about a third of torch's.
+
+    The weights are numpy *views* of the network's tensors (no copies), so loading new weights into the same
+    network in place is seen at once."""
+
+    def __init__(self, net: AffectNet):
+        def w(t: torch.Tensor) -> np.ndarray:
+            return t.detach().numpy()
+
+        from scipy.special import erf, expit
+
+        self.net, self.erf, self.expit = net, erf, expit
+        self.a, self.f, self.n0, self.gap = net.audio_dim, net.face_dim, np.float32(net.prior_ticks), net.utt_gap
+        ends = np.cumsum(_split_sizes(net)).tolist()
+        self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]  # the packed state's fields
+        self.mean, self.std = w(net.mean), w(net.std)
+        lin, ln = net.proj[0], net.proj[1]
+        self.Wp, self.bp = w(lin.weight).T, w(lin.bias)
+        self.ln_w, self.ln_b, self.ln_eps = w(ln.weight), w(ln.bias), np.float32(ln.eps)
+        self.gelu_tanh = net.proj[2].approximate == "tanh"
+        lstm = net.lstm
+        self.Wih, self.Whh = w(lstm.weight_ih_l0).T, w(lstm.weight_hh_l0).T
+        self.bih, self.bhh = w(lstm.bias_ih_l0), w(lstm.bias_hh_l0)
+        self.Wc, self.bc = w(net.head_cls.weight).T, w(net.head_cls.bias)
+        self.Wva, self.bva = w(net.head_va.weight).T, w(net.head_va.bias)
+        self.Wf, self.bf = w(net.head_conf.weight).T, w(net.head_conf.bias)
+
+    def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """x: (B, in_dim) raw tick vectors (float32); s: (B, state_width) packed states or None (all fresh).
+        Returns (out (B, n_labels + 3): probabilities, valence, arousal, confidence; the new packed state)."""
+        erf, expit = self.erf, self.expit
+        a, f = self.a, self.f
+        if s is None:
+            s = fresh_state(self.net, x.shape[0])
+        elif isinstance(s, tuple):  # a state from AffectNet.forward (e.g. set after a sequence pass)
+            s = pack_state(self.net, s)
+        h, c, an, as1, as2, last_v, pn, ps1, ps2 = (s[:, k] for k in self.parts)
+        # normalise
+        z = np.clip((x - self.mean) / self.std, -8.0, 8.0)
+        ap = x[:, a + f: a + f + 1]
+        za = z[:, :a] * ap
+        zn = np.concatenate([za, z[:, a:a + f] * x[:, a + f + 1: a + f + 2], x[:, a + f:]], 1)
+        voiced = (x[:, a - 1:a] > 0.5).astype(np.float32) * ap
+        # speaker adaptation: running statistics of this voice
+        n0 = self.n0
+        vza = voiced * za
+        n, s1, s2 = voiced + an, vza + as1, vza * za + as2
+        mean = s1 / (n + n0)
+        var = (s2 + n0) / (n + n0) - mean * mean
+        rel = np.clip((za - mean) / np.sqrt(np.maximum(var, np.float32(1e-2))), -8.0, 8.0) * ap
+        # utterance pooling: an utterance starts at a voiced tick more than utt_gap ticks after the last voiced one
+        v = voiced > 0
+        seen = np.maximum(np.where(v, np.float32(0.0), np.float32(-1e9)), last_v)
+        keep = 1.0 - (v & (-last_v - 1 >= self.gap)).astype(np.float32)
+        vr = voiced * rel
+        un, us1, us2 = voiced + keep * pn, vr + keep * ps1, vr * rel + keep * ps2
+        nc = np.maximum(un, np.float32(1.0))
+        u_mean = us1 / nc
+        u_std = np.sqrt(np.maximum(us2 / nc - u_mean * u_mean, np.float32(0.0)) + np.float32(1e-4)) * (un > 0)
+        # projection (linear, layer norm, GELU), one LSTM cell (gates i, f, g, o), heads
+        y = np.concatenate([zn, rel, u_mean, u_std], 1) @ self.Wp + self.bp
+        mu = y.mean(1, keepdims=True)
+        d = y - mu
+        y = d / np.sqrt((d * d).mean(1, keepdims=True) + self.ln_eps) * self.ln_w + self.ln_b
+        if self.gelu_tanh:
+            y = 0.5 * y * (1.0 + np.tanh(np.float32(0.7978845608028654) * (y + np.float32(0.044715) * y * y * y)))
+        else:
+            y = 0.5 * y * (1.0 + erf(y * np.float32(0.7071067811865476)))
+        g = (y @ self.Wih + self.bih) + (h @ self.Whh + self.bhh)
+        H = h.shape[1]
+        gi, gf, gg, go = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        c = expit(gf) * c + expit(gi) * np.tanh(gg)
+        h = expit(go) * np.tanh(c)
+        logits = h @ self.Wc + self.bc
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        probs = e / e.sum(1, keepdims=True)
+        va = np.tanh(h @ self.Wva + self.bva)
+        conf = expit(np.concatenate([h, probs], 1) @ self.Wf + self.bf)
+        return (np.concatenate([probs, va, conf], 1),
+                np.concatenate([h, c, n, s1, s2, seen - np.float32(1.0), un, us1, us2], 1))
+
+
 class StreamingAffectModel:
-    """One tick at a time; the LSTM's (h, c) and the speaker statistics live in ``self.state``; ``reset()``
-    clears them (a new visitor)."""
+    """One tick at a time; the LSTM's (h, c), the speaker statistics and the utterance pooling live in
+    ``self.state`` (one packed array, see :class:`OneTick`); ``reset()`` clears them (a new visitor).
+    :func:`step_many` steps several of them (one per visitor) in one batched call."""
 
     def __init__(self, net: AffectNet, meta: dict):
         self.net = net.eval()
         self.meta = meta
-        self.state: tuple | None = None
+        self.state: np.ndarray | tuple | None = None
+        self.one_tick = OneTick(self.net) if _fast_step_ok(self.net) else None
 
     def reset(self) -> None:
         self.state = None
 
-    @torch.inference_mode()
     def step(self, vec: np.ndarray) -> StepOutput:
+        if self.one_tick is not None:
+            out, self.state = self.one_tick(np.asarray(vec, np.float32).reshape(1, -1), self.state)
+            return _outputs(out)[0]
+        return self._step_full(vec)
+
+    @torch.inference_mode()
+    def _step_full(self, vec: np.ndarray) -> StepOutput:
+        """The full-sequence pass at T = 1 (a quantised network)."""
         x = torch.from_numpy(np.asarray(vec, np.float32)).view(1, 1, -1)
         logits, va, conf, self.state = self.net(x, self.state)
         probs = torch.softmax(logits[0, 0], -1).numpy()
@@ -180,6 +318,32 @@ class StreamingAffectModel:
         if quantize == "int8":
             net = quantize_int8(net)
         return cls(net, meta)
+
+
+def _outputs(out: np.ndarray) -> list[StepOutput]:
+    L = out.shape[1] - 3
+    return [StepOutput(row[:L].copy(), float(row[L]), float(row[L + 1]), float(row[L + 2])) for row in out]
+
+
+def step_many(models: list[StreamingAffectModel], vecs: list[np.ndarray]) -> list[StepOutput]:
+    """One tick for several visitors: models sharing one network, one tick vector each, stepped in one batched
+    call (equal to stepping each alone, tested). Models that cannot take the one-tick path (int8), or a single
+    model, are stepped one by one."""
+    if len(models) < 2 or not all(m.one_tick is not None and m.net is models[0].net for m in models):
+        return [m.step(v) for m, v in zip(models, vecs)]
+    net = models[0].net
+    fresh = None
+    states = []
+    for m in models:
+        if m.state is None:
+            fresh = fresh_state(net) if fresh is None else fresh
+            states.append(fresh)
+        else:
+            states.append(pack_state(net, m.state) if isinstance(m.state, tuple) else m.state)
+    out, new = models[0].one_tick(np.stack([np.asarray(v, np.float32) for v in vecs]), np.concatenate(states, 0))
+    for k, m in enumerate(models):
+        m.state = new[k:k + 1]
+    return _outputs(out)
 
 
 def quantize_int8(net: AffectNet) -> AffectNet:

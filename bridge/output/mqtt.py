@@ -88,6 +88,21 @@ def make_client(cfg: MqttConfig, client_id: str):
     return c
 
 
+def start_client(cfg: MqttConfig, client_id: str, owner, will: tuple[str, str] | None = None):
+    """``make_client`` wired to ``owner``'s paho callbacks (``_on_connect``, ``_on_disconnect``, ``_on_message``,
+    ``_on_connect_fail``, called in paho's thread), with an optional retained last will (topic, payload),
+    connecting in the background with paho's network loop started. Raises OSError / ValueError when the
+    broker address cannot be used at all (paho retries everything else by itself)."""
+    c = make_client(cfg, client_id)
+    if will is not None:
+        c.will_set(will[0], will[1], qos=1, retain=True)
+    c.on_connect, c.on_disconnect = owner._on_connect, owner._on_disconnect
+    c.on_message, c.on_connect_fail = owner._on_message, owner._on_connect_fail
+    c.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+    c.loop_start()
+    return c
+
+
 def reason_text(rc) -> str:
     return str(getattr(rc, "getName", lambda: rc)()) if rc is not None else ""
 
@@ -119,23 +134,15 @@ class MqttPublisher:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        c = make_client(self.cfg, f"emotion-bridge-{self.bridge_id}")
-        c.will_set(self.prefix + "/status", schema.dumps(schema.status_message("offline", self.bridge_id,
-                                                                                self.site)), qos=1, retain=True)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_connect_fail = self._on_connect_fail
-        self._client = c
         self.status = "connecting"
+        will = (self.prefix + "/status", schema.dumps(schema.status_message("offline", self.bridge_id, self.site)))
         try:
-            c.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+            self._client = start_client(self.cfg, f"emotion-bridge-{self.bridge_id}", self, will)
         except (OSError, ValueError) as e:
             self.status, self.last_error = "failed", f"{self.cfg.host}:{self.cfg.port}: {e}"
             log.error("MQTT: cannot connect to %s:%d (%s); MQTT output is off. Check mqtt.host / --mqtt.",
                       self.cfg.host, self.cfg.port, e)
             return
-        c.loop_start()
         self._thread = threading.Thread(target=self._drain, name="mqtt-out", daemon=True)
         self._thread.start()
         log.info("MQTT: publishing to %s:%d under %s/", self.cfg.host, self.cfg.port, self.prefix)

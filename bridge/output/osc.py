@@ -1,6 +1,7 @@
 """OSC output: one bundle per tick to every target, over UDP, never blocking the pipeline.
 
-Encoding is apart from the socket (``encode_state``) so it can be tested against exact bytes. The socket is
+Encoding is apart from the socket (``encode_state``) and written out directly (OSC 1.0: padded strings, big-endian
+``i``/``f``); the tests check it byte for byte against python-osc's builders. The socket is
 non-blocking: a full send buffer drops the bundle, and a refused or unreachable target only counts an error —
 sending goes on, so the patch picks the stream up again as soon as it listens.
 """
@@ -13,28 +14,11 @@ import socket
 import struct
 import threading
 
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message_builder import OscMessageBuilder
-
 from bridge.frames import AffectState
 from bridge.output.schema import (OSC_BLENDSHAPE_PREFIX, OSC_EVENT, OSC_HEALTH, osc_values, people_osc_values,
                                   person_event_osc_values, sensor_osc_values)
 
 log = logging.getLogger(__name__)
-
-
-def _msg(address: str, value: object):
-    """One message through python-osc (the health text, and the reference the fast encoder is tested against)."""
-    b = OscMessageBuilder(address=address)
-    if isinstance(value, bool):
-        b.add_arg(int(value), "i")
-    elif isinstance(value, int):
-        b.add_arg(value, "i")
-    elif isinstance(value, float):
-        b.add_arg(value, "f")
-    else:
-        b.add_arg(str(value), "s")
-    return b.build()
 
 
 def _osc_string(b: bytes) -> bytes:
@@ -45,7 +29,10 @@ _PREFIX: dict[tuple[str, str], bytes] = {}  # address + type tag, encoded once p
 _BUNDLE_HEAD = b"#bundle\0" + struct.pack(">Q", 1)  # time tag 1 = "immediately"
 
 
-def _encode_msg(address: str, value: object) -> bytes:
+def encode_message(address: str, value: object) -> bytes:
+    """One OSC message with one argument: bool and int as ``i``, float as ``f``, anything else as its text
+    (``s``). Byte for byte what python-osc's ``OscMessageBuilder`` makes (tests/test_osc_encoding.py), without
+    its parse-back of every message it builds."""
     if isinstance(value, bool) or isinstance(value, int):
         tag, payload = "i", struct.pack(">i", int(value))
     elif isinstance(value, float):
@@ -58,49 +45,36 @@ def _encode_msg(address: str, value: object) -> bytes:
     return prefix + payload
 
 
-def encode_state(state: AffectState, fps: float, latency_ms: float, blendshapes: dict[str, float] | None = None,
-                 changed: str | None = None) -> bytes:
-    """One OSC bundle with every field of the state. The same bytes python-osc's builders make (a test checks
-    it), encoded directly: the builders parse every message and the bundle back after building them, which
-    made this 0.15 ms of the tick instead of 0.02."""
+def state_values(state: AffectState, fps: float, latency_ms: float, blendshapes: dict[str, float] | None = None,
+                 changed: str | None = None) -> list[tuple[str, object]]:
+    """Every (address, value) of one state's bundle, in order: the schema's values, blendshapes, body sensors,
+    the people and crowd (several visitors), the label-changed event."""
     items = osc_values(state, fps, latency_ms)
     if blendshapes:
         items += [(OSC_BLENDSHAPE_PREFIX + name, float(v)) for name, v in blendshapes.items()]
     items += list(sensor_osc_values(state.sensors))
-    items += people_osc_values(state) + person_event_osc_values(state)  # several visitors
+    items += people_osc_values(state) + person_event_osc_values(state)
     if changed is not None:
         items.append((OSC_EVENT.address, changed))
-    return encode_values(items)
+    return items
+
+
+def encode_state(state: AffectState, fps: float, latency_ms: float, blendshapes: dict[str, float] | None = None,
+                 changed: str | None = None) -> bytes:
+    """One OSC bundle with every field of the state (:func:`state_values`), encoded directly: python-osc's
+    builders parse every message and the bundle back after building them, which made this 0.15 ms of the tick
+    instead of 0.02. The bytes are python-osc's (a test builds the same bundle with python-osc)."""
+    return encode_values(state_values(state, fps, latency_ms, blendshapes, changed))
 
 
 def encode_values(values: list[tuple[str, object]]) -> bytes:
-    """Any (address, value) list as one bundle (the room aggregate), encoded directly like encode_state."""
+    """Any (address, value) list as one bundle, time tag "immediately" (states, the room aggregate)."""
     parts = [_BUNDLE_HEAD]
     for address, value in values:
-        m = _encode_msg(address, value)
+        m = encode_message(address, value)
         parts.append(struct.pack(">i", len(m)))
         parts.append(m)
     return b"".join(parts)
-
-
-def encode_state_reference(state: AffectState, fps: float, latency_ms: float,
-                           blendshapes: dict[str, float] | None = None, changed: str | None = None) -> bytes:
-    """The same bundle built with python-osc's builders (slower; tests compare the two byte for byte)."""
-    bundle = OscBundleBuilder(IMMEDIATELY)
-    for address, value in osc_values(state, fps, latency_ms):
-        bundle.add_content(_msg(address, value))
-    if blendshapes:
-        for name, v in blendshapes.items():
-            bundle.add_content(_msg(OSC_BLENDSHAPE_PREFIX + name, float(v)))
-    for address, value in sensor_osc_values(state.sensors):
-        bundle.add_content(_msg(address, value))
-    for address, value in people_osc_values(state) + person_event_osc_values(state):  # several visitors
-        bundle.add_content(_msg(address, value))
-    if changed is not None:
-        bundle.add_content(_msg(OSC_EVENT.address, changed))
-    return bundle.build().dgram
-
-
 
 
 def parse_target(t: str) -> tuple[str, int]:
@@ -203,7 +177,7 @@ class OscSender:
         self.send_bytes(encode_state(state, fps, latency_ms, blendshapes, changed))
 
     def send_health(self, text: str) -> None:
-        self.send_bytes(_msg(OSC_HEALTH.address, text).dgram)
+        self.send_bytes(encode_message(OSC_HEALTH.address, text))
 
     def close(self) -> None:
         self._stop.set()
