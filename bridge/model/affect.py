@@ -227,6 +227,7 @@ class OneTick:
         self.Wc, self.bc = w(net.head_cls.weight).T, w(net.head_cls.bias)
         self.Wva, self.bva = w(net.head_va.weight).T, w(net.head_va.bias)
         self.Wf, self.bf = w(net.head_conf.weight).T, w(net.head_conf.bias)
+        self.va_offset = w(net.va_offset)
 
     def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """x: (B, in_dim) raw tick vectors (float32); s: (B, state_width) packed states or None (all fresh).
@@ -277,7 +278,7 @@ class OneTick:
         logits = h @ self.Wc + self.bc
         e = np.exp(logits - logits.max(1, keepdims=True))
         probs = e / e.sum(1, keepdims=True)
-        va = np.tanh(h @ self.Wva + self.bva)
+        va = np.clip(np.tanh(h @ self.Wva + self.bva) - self.va_offset, -1.0, 1.0)
         conf = expit(np.concatenate([h, probs], 1) @ self.Wf + self.bf)
         return (np.concatenate([probs, va, conf], 1),
                 np.concatenate([h, c, n, s1, s2, seen - np.float32(1.0), un, us1, us2], 1))
