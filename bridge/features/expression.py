@@ -36,10 +36,12 @@ WEIGHTS_DIR = Path(__file__).with_name("weights")
 PORT_WEIGHTS = WEIGHTS_DIR / "face_expression.npz"  # the converted face-api weights (== tfjs)
 # the port fine-tuned on FER+ through the bridge's crop (bridge/training/face_finetune.py, docs/FACE_EVIDENCE.md)
 FINETUNED_WEIGHTS = WEIGHTS_DIR / "face_expression_ferplus.npz"
-DEFAULT_WEIGHTS = PORT_WEIGHTS
+DEFAULT_WEIGHTS = FINETUNED_WEIGHTS
 # the shipped weight files, checked on load (a truncated or altered file fails with a clear message)
 SHA256 = {
     "face_expression.npz": "56afe4bf6630016745495660982c1b441298b609f23d7ad5b07d61cd7625e723",
+    "face_expression_ferplus.npz": "c8b5cbd294ffbe4d524d0d567aab70a455da475450da256be58a3c51ec270097",
+    "face_head.npz": "b95ac6e2c2107dcd7ee7076f34dc63810dea77760ec74396a051084655e65a4d",
 }
 
 
@@ -361,6 +363,16 @@ class FaceExpression:
     def __init__(self, weights: Path | str = DEFAULT_WEIGHTS, head: Path | str | None = DEFAULT_HEAD):
         self.model = ExpressionModel(weights)
         self.head = FaceHead(head) if head is not None and Path(head).is_file() else None
+        if self.head is not None and self.head.meta.get("network_sha256"):
+            import hashlib
+
+            if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != self.head.meta["network_sha256"]:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "the face head %s was trained on the outputs of %s, not of %s: its expression probabilities "
+                    "may be off (re-fit it: python -m bridge.training.face_finetune --stage finish)", head,
+                    self.head.meta.get("network"), weights)
 
     def __call__(self, frame_bgr: np.ndarray, landmarks: np.ndarray, blendshapes: np.ndarray) -> np.ndarray | None:
         crop = crop_face(frame_bgr, landmarks)

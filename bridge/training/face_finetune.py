@@ -411,8 +411,11 @@ def compare(finetuned: Path, ferplus: Path, cache_dir: Path, model_path: str, he
     the port + its shipped head, the fine-tuned network alone, the fine-tuned network + a head re-fitted on its
     training-split outputs, and (``mirror``) both with mirror test-time averaging. -> (report, re-fitted head)."""
     from bridge.features.expression import DEFAULT_HEAD, PORT_WEIGHTS
+    import torch
+
     from bridge.training.face_real import head_inputs, head_predict, train_head
 
+    torch.set_num_threads(1)  # small matrices on a shared CPU: more threads were slower
     tr = crop_cache(ferplus, "train", cache_dir, model_path)
     va = crop_cache(ferplus, "valid", cache_dir, model_path)
     rep: dict = {}
@@ -450,6 +453,67 @@ def compare(finetuned: Path, ferplus: Path, cache_dir: Path, model_path: str, he
     return rep, head
 
 
+def finish(finetuned: Path, ferplus: Path, cache_dir: Path, model_path: str, out: Path,
+           occlusion_share: float = 0.2, ship_head: bool = True) -> dict:
+    """After training: the comparison on FER+ valid, the head re-fitted on the fine-tuned network's outputs
+    (written with the calibration's neutral reference to the package), and the training face bank rebuilt with
+    the final face path (``face_real.bank_path``; the network must already be the package default)."""
+    from bridge.features import expression as ex
+    from bridge.features.face_model import sha256
+    import torch
+
+    from bridge.training import face_real as fr
+
+    torch.set_num_threads(1)
+    done = Path(out) / "face_head.npz"
+    if ship_head and done.is_file() and (Path(out) / "compare.json").is_file() and \
+            json.loads(str(np.load(done)["meta"])).get("network_sha256") == sha256(Path(finetuned)):
+        # the comparison already ran for these weights: ship its head (no second fit)
+        rep = json.loads((Path(out) / "compare.json").read_text())
+        z = np.load(done)
+        head = {k: z[k] for k in z.files if k in ("mu", "sd") or k[0] in "wb"}
+    else:
+        rep, head = compare(finetuned, ferplus, cache_dir, model_path, occlusion_share=occlusion_share)
+        rep["occlusion_share"] = occlusion_share
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "compare.json").write_text(json.dumps(rep, indent=1))
+        fr.save_head(done, head, {"network": Path(finetuned).name, "network_sha256": sha256(Path(finetuned))})
+    if not ship_head:
+        return rep
+    if sha256(ex.DEFAULT_WEIGHTS) != sha256(Path(finetuned)):
+        raise RuntimeError(f"{finetuned} is not the package default network ({ex.DEFAULT_WEIGHTS}): copy it there "
+                           f"and set DEFAULT_WEIGHTS before rebuilding the bank")
+    # the bank: the fine-tuned network's outputs on the training faces (cached), out-of-fold head probabilities
+    d = np.load(Path(ferplus) / "ferplus_train.npz")
+    images, votes = d["images"], d["votes"]
+    ev = fr.load_evidence(mediapipe_cache(cache_dir, "train", model_path), images)
+    tr = crop_cache(ferplus, "train", cache_dir, model_path)
+    probs, emb = net_outputs(finetuned, tr, cache_dir, "train")
+    ev = dict(ev, present=ev["present"] & tr["present"])
+    bank = fr.bank_path(cache_dir, model_path)
+    t0 = time.time()
+    fr.write_bank(bank, images, votes, ev, probs, emb, model_path)
+    rep["bank"] = str(bank)
+    rep["bank_s"] = time.time() - t0
+    b = fr.FaceBank.load(bank)
+    z = np.load(bank)
+    ref = neutral_reference(b.blendshapes, b.expression, z["soft"], b.label)
+    use = tr["keep"] & tr["present"]
+    meta = {"trained_on": f"FER+ training split ({len(images):,} images; faces found by MediaPipe with a majority "
+                          f"among the 7 expressions: {int(use.sum())})"
+                          + (f", plus {int(occlusion_share * use.sum())} covered-mouth rows" if occlusion_share else ""),
+            "recipe": fr.HEAD_CONFIG, "network": Path(finetuned).name, "network_sha256": sha256(Path(finetuned)),
+            "targets": "soft vote distribution (FER+ 'probability' scheme), classes weighted by prior**-0.5; "
+                       "covered-mouth rows: target mixed half-way towards uniform",
+            "occlusion_share": occlusion_share, "selected_on": "FER+ validation split (PublicTest)",
+            "neutral_reference": f"median blendshapes / mean log out-of-fold probabilities of the {ref['n']} FER+ "
+                                 f"training faces with a neutral majority (>= half the votes)"}
+    fr.save_head(ex.DEFAULT_HEAD, dict(head, neutral_bs=ref["neutral_bs"], neutral_logp=ref["neutral_logp"]), meta)
+    rep["head_sha256"] = sha256(ex.DEFAULT_HEAD)
+    (Path(out) / "compare.json").write_text(json.dumps(rep, indent=1))
+    return rep
+
+
 def _main(argv=None) -> int:
     import argparse
 
@@ -467,9 +531,23 @@ def _main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=CONFIG["lr"])
     ap.add_argument("--limit", type=int, default=0, help="train on this many faces only (a smoke run)")
     ap.add_argument("--no-valid", action="store_true", help="skip the per-epoch FER+ validation scores")
+    ap.add_argument("--stage", choices=("train", "compare", "finish"), default="train",
+                    help="train: fine-tune; compare: FER+ valid scores of --weights (alone, + a re-fitted head, "
+                         "mirror TTA) vs the port; finish: compare, then write the re-fitted head to the package "
+                         "and rebuild the training face bank (--weights must be the package default network)")
+    ap.add_argument("--weights", help="fine-tuned weights for --stage compare/finish")
+    ap.add_argument("--occlusion-share", type=float, default=0.2,
+                    help="covered-mouth rows added to the head's training set (share of the faces)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     mp = str(_landmarker_path())
+    if a.stage != "train":
+        if not a.weights:
+            ap.error("--weights is required for --stage compare/finish")
+        rep = finish(Path(a.weights), Path(a.ferplus), Path(a.cache), mp, Path(a.out), a.occlusion_share,
+                     ship_head=a.stage == "finish")
+        print(json.dumps(rep, indent=1))
+        return 0
     tr = crop_cache(Path(a.ferplus), "train", Path(a.cache), mp)
     va = None if a.no_valid else crop_cache(Path(a.ferplus), "valid", Path(a.cache), mp)
     if a.limit:
