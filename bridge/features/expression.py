@@ -37,7 +37,8 @@ PORT_WEIGHTS = WEIGHTS_DIR / "face_expression.npz"  # the converted face-api wei
 # the port fine-tuned on FER+ through the bridge's crop (bridge/training/face_finetune.py, docs/FACE_EVIDENCE.md)
 FINETUNED_WEIGHTS = WEIGHTS_DIR / "face_expression_ferplus.npz"
 DEFAULT_WEIGHTS = FINETUNED_WEIGHTS
-# the shipped weight files, checked on load (a truncated or altered file fails with a clear message)
+# the shipped weight files, checked on load (a truncated or altered file fails with a clear message); whoever
+# regenerates one (tools/convert_face_api.py, bridge/training/face_finetune.py) records its new digest here
 SHA256 = {
     "face_expression.npz": "56afe4bf6630016745495660982c1b441298b609f23d7ad5b07d61cd7625e723",
     "face_expression_ferplus.npz": "c8b5cbd294ffbe4d524d0d567aab70a455da475450da256be58a3c51ec270097",

@@ -510,6 +510,8 @@ def finish(finetuned: Path, ferplus: Path, cache_dir: Path, model_path: str, out
                                  f"training faces with a neutral majority (>= half the votes)"}
     fr.save_head(ex.DEFAULT_HEAD, dict(head, neutral_bs=ref["neutral_bs"], neutral_logp=ref["neutral_logp"]), meta)
     rep["head_sha256"] = sha256(ex.DEFAULT_HEAD)
+    log.warning("wrote %s: record its sha256 in bridge/features/expression.py SHA256['face_head.npz'] = %r (the "
+                "shipped files are checked on load)", ex.DEFAULT_HEAD, rep["head_sha256"])
     (Path(out) / "compare.json").write_text(json.dumps(rep, indent=1))
     return rep
 
