@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ferplus", default="../shared/data/ferplus/ferplus_valid.npz")
     ap.add_argument("--per-label", type=int, default=40)
     ap.add_argument("--out", default="artifacts/face_robustness.json")
+    ap.add_argument("--skip", action="append", default=[],
+                    help="leave out conditions whose name contains this text (e.g. --skip 'far away'); repeatable")
     ap.add_argument("--face-model", default=os.environ.get("BRIDGE_FACE_MODEL", "../shared/models/face_landmarker.task"))
     a = ap.parse_args(argv)
     import torch
@@ -79,6 +81,8 @@ def main(argv=None) -> int:
     try:
         for i in idx:
             for name, frame in conditions(images[i], rng).items():
+                if any(k in name for k in a.skip):
+                    continue
                 # a far-away face is searched for in parts of the frame, one part every third frame without a
                 # face: give it the 15 frames (0.5 s) a camera would deliver, and score the last one
                 for _ in range(15 if "far away" in name else 1):

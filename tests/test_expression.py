@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bridge.features.expression import (DEFAULT_WEIGHTS, EXPRESSION_LABELS, ExpressionModel, crop_face,
+from bridge.features.expression import (EXPRESSION_LABELS, PORT_WEIGHTS, ExpressionModel, crop_face,
                                         crop_geometry, load_tfjs_weights, net_input, pad_to_square,
                                         resize_bilinear_legacy)
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 @pytest.fixture(scope="module")
 def model():
     torch.set_num_threads(1)
-    return ExpressionModel()
+    return ExpressionModel(PORT_WEIGHTS)  # the converted weights, not the fine-tuned default
 
 
 def test_port_equals_tfjs_reference(model):
@@ -54,11 +54,11 @@ def test_legacy_resize_matches_tf_convention():
 
 
 def test_weights_carry_provenance():
-    _, meta = load_tfjs_weights(DEFAULT_WEIGHTS)
+    _, meta = load_tfjs_weights(PORT_WEIGHTS)
     assert meta["package"] == "@vladmandic/face-api" and meta["license"] == "MIT"
     assert len(meta["bin_sha256"]) == 64 and "Permission is hereby granted" in meta["notice"]
     assert meta["labels"] == list(EXPRESSION_LABELS)
-    assert (DEFAULT_WEIGHTS.parent / "FACE_API_LICENSE").is_file()
+    assert (PORT_WEIGHTS.parent / "FACE_API_LICENSE").is_file()
     assert json.loads(str(np.load(FIXTURE)["meta"]))["bin_sha256"] == meta["bin_sha256"]
 
 

@@ -33,7 +33,39 @@ EMBED_DIM = 256
 INPUT_SIZE = 112
 MEAN_RGB = (122.782, 117.001, 104.298)
 WEIGHTS_DIR = Path(__file__).with_name("weights")
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "face_expression.npz"
+PORT_WEIGHTS = WEIGHTS_DIR / "face_expression.npz"  # the converted face-api weights (== tfjs)
+# the port fine-tuned on FER+ through the bridge's crop (bridge/training/face_finetune.py, docs/FACE_EVIDENCE.md)
+FINETUNED_WEIGHTS = WEIGHTS_DIR / "face_expression_ferplus.npz"
+DEFAULT_WEIGHTS = FINETUNED_WEIGHTS
+# the shipped weight files, checked on load (a truncated or altered file fails with a clear message); whoever
+# regenerates one (tools/convert_face_api.py, bridge/training/face_finetune.py) records its new digest here
+SHA256 = {
+    "face_expression.npz": "56afe4bf6630016745495660982c1b441298b609f23d7ad5b07d61cd7625e723",
+    "face_expression_ferplus.npz": "c8b5cbd294ffbe4d524d0d567aab70a455da475450da256be58a3c51ec270097",
+    "face_head.npz": "b95ac6e2c2107dcd7ee7076f34dc63810dea77760ec74396a051084655e65a4d",
+}
+
+
+class WeightsError(ValueError):
+    pass
+
+
+def verify_weights(path: Path | str) -> Path:
+    """A shipped weights file (one of ``SHA256``, in the package's weights folder) must have its recorded sha256;
+    other paths (a user's own weights) are not checked."""
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"face expression weights not found: {path} (reinstall emotion-bridge)")
+    want = SHA256.get(path.name)
+    if want is None or path.resolve().parent != WEIGHTS_DIR.resolve():
+        return path
+    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    if h != want:
+        raise WeightsError(f"{path}: sha256 {h[:16]}... is not the shipped file's {want[:16]}... (truncated or "
+                           f"altered); reinstall emotion-bridge (pip install --force-reinstall emotion-bridge)")
+    return path
 
 
 def _same_pad(x: torch.Tensor, k: int, stride: int) -> torch.Tensor:
@@ -134,7 +166,7 @@ def dequantize(q: np.ndarray, scale: float, minimum: float) -> np.ndarray:
 
 def load_tfjs_weights(path: Path = DEFAULT_WEIGHTS) -> tuple[dict[str, np.ndarray], dict]:
     """The converted npz -> ({tfjs name: float32 array in TF layout}, provenance metadata)."""
-    z = np.load(path, allow_pickle=False)
+    z = np.load(verify_weights(path), allow_pickle=False)
     meta = json.loads(str(z["meta"]))
     out = {}
     for w in meta["weights"]:
@@ -238,11 +270,11 @@ def crop_geometry(landmarks: np.ndarray, width: int, height: int, scale: float =
     return float(c[0]), float(c[1]), CROP_SIDE * d * scale, roll
 
 
-def crop_face(image_bgr: np.ndarray, landmarks: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
-    """The upright square face crop from a BGR frame and its normalised landmarks -> the network's
-    (112, 112, 3) RGB float32 input. The square is cut at the frame's resolution (rotated by the roll angle; zeros
-    outside the frame), then resized with area averaging when shrinking (no aliasing on large faces) or
-    bilinear when enlarging (small faces); a dark crop is brightened (``LOW_LIGHT_MEAN``)."""
+def crop_square(image_bgr: np.ndarray, landmarks: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
+    """The upright square face crop from a BGR frame and its normalised landmarks, 112x112 BGR uint8, before any
+    brightening. The square is cut at the frame's resolution (rotated by the roll angle; zeros outside the
+    frame), then resized with area averaging when shrinking (no aliasing on large faces) or bilinear when
+    enlarging (small faces). None when the face is under 8 px."""
     import cv2
 
     h, w = image_bgr.shape[:2]
@@ -254,12 +286,25 @@ def crop_face(image_bgr: np.ndarray, landmarks: np.ndarray, scale: float = 1.0) 
     m[0, 2] += n / 2 - cx
     m[1, 2] += n / 2 - cy
     sq = cv2.warpAffine(image_bgr, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    sq = cv2.resize(sq, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA if n > INPUT_SIZE else cv2.INTER_LINEAR)
-    crop = np.ascontiguousarray(sq[:, :, ::-1], dtype=np.float32)
+    return cv2.resize(sq, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA if n > INPUT_SIZE else cv2.INTER_LINEAR)
+
+
+def brighten(crop_rgb: np.ndarray) -> np.ndarray:
+    """A 112x112 RGB crop -> float32 network input; a dark crop is brightened (``LOW_LIGHT_MEAN``)."""
+    crop = np.asarray(crop_rgb, np.float32)
     m = float(crop.mean())
     if m < LOW_LIGHT_MEAN:  # a dark face: brighten it (the network was not made for dark faces)
         crop = np.clip(crop * (LOW_LIGHT_TARGET / max(m, 1.0)), 0.0, 255.0)
     return crop
+
+
+def crop_face(image_bgr: np.ndarray, landmarks: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
+    """The upright square face crop from a BGR frame and its normalised landmarks -> the network's
+    (112, 112, 3) RGB float32 input (``crop_square``, then ``brighten``)."""
+    sq = crop_square(image_bgr, landmarks, scale)
+    if sq is None:
+        return None
+    return brighten(np.ascontiguousarray(sq[:, :, ::-1]))
 
 
 class ExpressionModel:
@@ -290,7 +335,7 @@ class FaceHead:
     arrays (``face_head.npz``) with its training metadata."""
 
     def __init__(self, path: Path | str = DEFAULT_HEAD):
-        z = np.load(path, allow_pickle=False)
+        z = np.load(verify_weights(path), allow_pickle=False)
         self.meta = json.loads(str(z["meta"]))
         if tuple(self.meta["features"]) != HEAD_FEATURES or list(self.meta["labels"]) != list(EXPRESSION_LABELS):
             raise ValueError(f"{path}: head trained on {self.meta['features']} / {self.meta['labels']}, this build "
@@ -319,6 +364,16 @@ class FaceExpression:
     def __init__(self, weights: Path | str = DEFAULT_WEIGHTS, head: Path | str | None = DEFAULT_HEAD):
         self.model = ExpressionModel(weights)
         self.head = FaceHead(head) if head is not None and Path(head).is_file() else None
+        if self.head is not None and self.head.meta.get("network_sha256"):
+            import hashlib
+
+            if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != self.head.meta["network_sha256"]:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "the face head %s was trained on the outputs of %s, not of %s: its expression probabilities "
+                    "may be off (re-fit it: python -m bridge.training.face_finetune --stage finish)", head,
+                    self.head.meta.get("network"), weights)
 
     def __call__(self, frame_bgr: np.ndarray, landmarks: np.ndarray, blendshapes: np.ndarray) -> np.ndarray | None:
         crop = crop_face(frame_bgr, landmarks)
