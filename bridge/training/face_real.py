@@ -65,7 +65,8 @@ def extract_landmarks(images: np.ndarray, model_path: str, out_path: Path, order
             arrays = {f: z[f] for f in ("present", "blendshapes", "pose", "landmarks")}  # read each array once
             for j, k in enumerate(z["key"]):
                 done[str(k)] = {f: a[j] for f, a in arrays.items()}
-    tracker = FaceTracker(model_path, 0.3, max_input_side=CANVAS, running_mode="image")
+    # the expression network is not needed here (its outputs come from the cached landmarks later)
+    tracker = FaceTracker(model_path, 0.3, max_input_side=CANVAS, running_mode="image", expression=False)
     t0, n_new = time.time(), 0
     try:
         for n, i in enumerate(order):
