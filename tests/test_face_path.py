@@ -20,10 +20,11 @@ needs_ferplus = pytest.mark.skipif(not FERPLUS.is_file(), reason="../shared/data
 FACES = {4: "happy"}
 # ... and faces the face path itself (network + head, no affect model) reads as their label: for `evaluate`
 FACE_PATH_FACES = {4: "happy", 15: "surprised", 40: "angry"}
-# The first three FER+ validation faces (in file order, not picked by result) that >= 9 of the ten taggers call
-# surprised / fearful. Through the shipped affect model (face only, held still) 2 of 3 of each come out as their
-# label; of the first three clear angry faces only 1, of sad faces none (calm / fearful): see docs/MODEL_CARD.md.
-CLEAR = {"surprised": (16, 21, 52), "fearful": (56, 924, 1101)}
+# The first six FER+ validation faces (in file order, not picked by result) that >= 9 of the ten taggers call
+# surprised / fearful / angry / sad. Through the shipped affect model (face only, a still face drifting a little)
+# 4, 5, 4 and 4 of the six come out as their label (2026-12-02); the test asks for 4 of 6 (the issue's 0.6).
+CLEAR = {"surprised": (16, 21, 52, 64, 71, 76), "fearful": (56, 924, 1101, 2212, 2851, 3138),
+         "angry": (42, 81, 99, 151, 198, 224), "sad": (41, 78, 156, 171, 190, 207)}
 
 
 def _face_video(path: Path, img48: np.ndarray, seconds: float = 3.0, fps: float = 30.0, width: int = 200,
@@ -69,7 +70,7 @@ def test_clear_ferplus_faces_mostly_come_out_as_their_labels(label, tmp_path):
     images = np.load(FERPLUS)["images"]
     got = [_late_label(bridge.process_files(video=_face_video(tmp_path / f"fer{i}.mp4", images[i])))
            for i in CLEAR[label]]
-    assert sum(g == label for g in got) >= 2, got
+    assert sum(g == label for g in got) >= 4, got
 
 
 @needs_ferplus
