@@ -324,15 +324,20 @@ _TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
 @click.option("--workers", default=2, show_default=True)
 @click.option("--artifacts", default="artifacts/train", show_default=True, help="Curves, confusion, report.")
 @click.option("--no-baselines", is_flag=True)
+@click.option("--speech-encoder", is_flag=True,
+              help="Also feed the pretrained speech embedding (run the bridge with audio.speech_encoder: true). "
+                   "Helps only when visitors speak the training data's language and sentences; see the model card.")
 def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, workers, artifacts,
-          no_baselines):
+          no_baselines, speech_encoder):
     """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
     _setup_logging("INFO")
+    from bridge.config import AudioConfig
     from bridge.training.train import TrainConfig, train as _train
 
     cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed, data_seed=data_seed, augment=not no_augment,
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
-                      speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines)
+                      speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines,
+                      audio=AudioConfig(speech_encoder=speech_encoder))
     rep = _train(cfg)
     v, f = rep["val_clips_audio_only"], rep["val_clips_fresh_audio_only"]
     console.print(f"validation (audio only, unseen speakers): UAR {v['uar']:.1%}, accuracy {v['accuracy']:.1%} "
