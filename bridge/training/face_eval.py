@@ -122,8 +122,11 @@ def evaluate_faces(data: str | Path, out_dir: str | Path = "artifacts/evaluate-f
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
     (od / "evaluation.json").write_text(json.dumps(res, indent=1))
-    _plot(np.array(res["face_path"]["confusion"]), od / "confusion.png",
-          f"{Path(data).name}: face path accuracy {res['face_path']['accuracy']:.1%}, UAR {res['face_path']['uar']:.1%}")
+    from bridge.training.train import _plot_confusion
+
+    _plot_confusion(np.array(res["face_path"]["confusion"]), od / "confusion.png",
+                    f"{Path(data).name}: face path accuracy {res['face_path']['accuracy']:.1%}, "
+                    f"UAR {res['face_path']['uar']:.1%}", EXPRESSION_LABELS, (*EXPRESSION_LABELS, "no face"))
     return res
 
 
@@ -158,27 +161,3 @@ class _ModelRunner:
             out = self.model.step(eng.vector(t)[0])
         lab = LABELS[int(np.argmax(out.probs))]
         return EXPRESSION_LABELS.index("neutral" if lab == "calm" else lab)
-
-
-def _plot(cm: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    cols = list(EXPRESSION_LABELS) + ["no face"]
-    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-    ax.set_yticks(range(len(EXPRESSION_LABELS)), EXPRESSION_LABELS)
-    for i in range(rows.shape[0]):
-        for j in range(rows.shape[1]):
-            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=7,
-                    color="white" if rows[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -538,19 +538,23 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_confusion(cm: np.ndarray, path: Path, title: str) -> None:
+def _plot_confusion(cm: np.ndarray, path: Path, title: str, rows: tuple[str, ...] = LABELS,
+                    cols: tuple[str, ...] | None = None) -> None:
+    """Confusion matrix PNG, cells shaded by row share; ``cols`` defaults to ``rows`` (the face evaluation adds a
+    "no face" column)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cols = rows if cols is None else cols
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(len(LABELS)), LABELS)
-    for i in range(len(LABELS)):
-        for j in range(len(LABELS)):
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
