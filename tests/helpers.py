@@ -59,3 +59,13 @@ class OscReceiver(threading.Thread):
         self.stop = True
         self.join(1)
         self.sock.close()
+
+
+def wait_for(cond, timeout: float = 10.0) -> bool:
+    """Poll ``cond`` every 20 ms until it is true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return bool(cond())

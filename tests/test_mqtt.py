@@ -17,7 +17,7 @@ from bridge.rehearsal import SimulatedBridge, SimulatedVisitor, ScriptPlan, pars
 from bridge.live import attach_outputs
 from bridge.room import RoomAggregator, RoomService
 from broker import Broker, Collector
-from helpers import OscReceiver, free_port
+from helpers import OscReceiver, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +43,6 @@ def room_cfg(port: int, osc_port: int, **room) -> Config:
         "room": {"osc_targets": [f"127.0.0.1:{osc_port}"], "ws_port": 0, "rate_hz": 20, "stale_s": 1.0, **room}})
 
 
-def wait_for(cond, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
 
 
 def room_bundles(rx: OscReceiver) -> list[dict]:

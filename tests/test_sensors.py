@@ -13,7 +13,7 @@ from bridge.config import Config, SensorsConfig
 from bridge.live import attach_outputs
 from bridge.rehearsal import ScriptPlan, SimulatedBridge, SimulatedVisitor, parse_script
 from bridge.sensors import SensorHub, fusion_rule
-from helpers import OscReceiver, free_port
+from helpers import OscReceiver, free_port, wait_for
 
 
 def _bridge(cfg: Config) -> SimulatedBridge:
@@ -21,13 +21,6 @@ def _bridge(cfg: Config) -> SimulatedBridge:
     return attach_outputs(SimulatedBridge(cfg, SimulatedVisitor(plan, 5)), cfg)
 
 
-def _wait(cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
 
 
 @pytest.mark.slow
@@ -56,7 +49,7 @@ def test_osc_sensor_drops_out_and_returns():
         for _ in range(6):  # excited: 90 bpm
             tx.send_message("/sensor/heart_rate", 90.0)
             time.sleep(0.05)
-        assert _wait(lambda: b.last_state.sensors["heart_rate"]["value"] == 90.0)
+        assert wait_for(lambda: b.last_state.sensors["heart_rate"]["value"] == 90.0, 5.0)
         up = dict(b.last_state.sensors["heart_rate"])
         t_up = time.monotonic()
         time.sleep(1.0)  # the sender drops out
@@ -65,7 +58,7 @@ def test_osc_sensor_drops_out_and_returns():
         for _ in range(6):  # ... and returns, calm again
             tx.send_message("/sensor/heart_rate", 70.0)
             time.sleep(0.05)
-        assert _wait(lambda: b.last_state.sensors["heart_rate"]["fresh"])
+        assert wait_for(lambda: b.last_state.sensors["heart_rate"]["fresh"], 5.0)
         back = dict(b.last_state.sensors["heart_rate"])
         time.sleep(0.1)
         health = b.health()["sensors"]
@@ -101,11 +94,11 @@ def test_mqtt_sensor_topic(tmp_path):
     b.start()
     col = Collector(br.port, [])
     try:
-        assert _wait(lambda: b.hub.mqtt.connected and col.connected, 10)
+        assert wait_for(lambda: b.hub.mqtt.connected and col.connected, 10)
         time.sleep(0.2)  # the bridge's subscription is in place
         for payload in (b"4.5", b'{"value": 4.7}', b"oops", b"-3"):
             col.client.publish("emotion-bridge/s/b1/sensor/eda", payload, qos=1).wait_for_publish(5)
-        assert _wait(lambda: b.last_state.sensors and b.last_state.sensors.get("eda", {}).get("value") == 4.7)
+        assert wait_for(lambda: b.last_state.sensors and b.last_state.sensors.get("eda", {}).get("value") == 4.7, 5.0)
         time.sleep(0.2)
     finally:
         b.stop()

@@ -17,8 +17,8 @@ import td_stub  # noqa: E402
 from bridge.labels import LABELS  # noqa: E402
 from bridge.room import RoomService  # noqa: E402
 from broker import Broker, Collector  # noqa: E402
-from helpers import free_port  # noqa: E402
-from test_mqtt import bridge_cfg, room_cfg, sim_bridge, wait_for  # noqa: E402
+from helpers import free_port, wait_for  # noqa: E402
+from test_mqtt import bridge_cfg, room_cfg, sim_bridge  # noqa: E402
 
 TD = Path(__file__).resolve().parent.parent / "touchdesigner"
 pytestmark = pytest.mark.slow
