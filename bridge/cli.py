@@ -397,7 +397,14 @@ def evaluate(data, weights, actors, out, workers, robustness, per_speaker_label,
     console.print(f"whole-speaker sessions: UAR {s['uar']:.1%}, accuracy {s['accuracy']:.1%}")
     if "arousal_uar" in res:
         console.print(f"high vs low arousal (sign of the arousal output): fresh {res['arousal_uar']:.1%}, "
-                      f"sessions {s['arousal_uar']:.1%}", highlight=False)
+                      f"sessions {s['arousal_uar']:.1%}; AUC fresh {res['arousal_auc']:.3f}, sessions "
+                      f"{s['arousal_auc']:.3f}", highlight=False)
+    if "fresh_site" in res:
+        f = res["fresh_site"]
+        console.print(f"fresh state, site adaptation having heard the other speakers (an installation after its first "
+                      f"visitors): UAR {f['uar']:.1%}" + (f", high vs low arousal {f['arousal_uar']:.1%}, AUC "
+                                                         f"{f['arousal_auc']:.3f}" if "arousal_uar" in f else ""),
+                      highlight=False)
     if "neutral_mean_arousal" in res:
         console.print(f"neutral clips come out at valence {res['neutral_mean_valence']:+.2f}, arousal "
                       f"{res['neutral_mean_arousal']:+.2f} (fresh; calibrated: near 0)", highlight=False)

@@ -45,6 +45,13 @@ class AudioConfig(_Strict):
     # RAVDESS's two English sentences it learns their words, not the emotion, and does not carry over to another
     # language (docs/MODEL_CARD.md, "What carries over"). Weights record it; it must match them.
     speech_encoder: bool = False
+    # site adaptation (bridge/features/site.py): learn this microphone, room and language from all the speech heard,
+    # across visitors, and map the audio features onto the training population's. Installation state: a visitor
+    # leaving or the reset command does not forget it. prior_s: seconds of speech before it carries half the weight;
+    # memory_s: seconds of speech it remembers (exponential)
+    site_adaptation: bool = True
+    site_prior_s: float = Field(60.0, gt=0, le=36000)
+    site_memory_s: float = Field(1800.0, gt=0, le=10**6)
 
 
 class VideoConfig(_Strict):

@@ -49,6 +49,9 @@ class FeatureEngine:
         self.calibration = NeutralCalibration(video_cfg.calibration, video_cfg.calibration_s,
                                               video_cfg.calibration_forget_s, neutral_reference())
         self.use_audio, self.use_face = use_audio, use_face
+        # site adaptation (bridge.features.site), set by the pipeline from the weights; installation state: not
+        # forgotten by reset()
+        self.site = None
         self.lock = threading.Lock()
         self.audio_muted = False
         self.face_muted = False
@@ -101,7 +104,12 @@ class FeatureEngine:
             face_vec = self.face.vector() if face_present else None
             last = self.face.last
             audio_age = None if not have_audio else max(0.0, now - self.t_audio)
-            vec = assemble(snap.vector if snap else None, face_vec, self.audio.dim, audio_age,
+            audio_vec = snap.vector if snap else None
+            if audio_vec is not None and self.site is not None:
+                if snap.voice_active:
+                    self.site.update(audio_vec)
+                audio_vec = self.site.apply(audio_vec)
+            vec = assemble(audio_vec, face_vec, self.audio.dim, audio_age,
                            face_age if face_present else None)
             # Only inputs the vector reflects count. A face observation older than FACE_STALE_S is not in the
             # vector (the camera ended, stalled or was unplugged): with the old rule its time stayed in the max,

@@ -73,12 +73,27 @@ def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
     return model
 
 
+def site_adaptation(cfg: Config, model: StreamingAffectModel):
+    """The site adaptation for these weights (``audio.site_adaptation``), or None: off, or weights trained before
+    it existed (they carry no ``site_reference``; retrain to get it)."""
+    if not cfg.audio.site_adaptation:
+        return None
+    from bridge.features.site import SiteAdaptation
+
+    site = SiteAdaptation.from_meta(model.meta, cfg.model.tick_hz, cfg.audio.site_prior_s, cfg.audio.site_memory_s)
+    if site is None:
+        log.info("site adaptation off: these weights carry no site_reference (weights from before it existed; "
+                 "retrain with `emotion-bridge train` to get it)")
+    return site
+
+
 class Bridge:
     def __init__(self, cfg: Config, model: StreamingAffectModel, audio_source=None, video_source=None,
                  face_tracker=None, hub=None, on_state: Callable[[AffectState], None] | None = None):
         self.cfg = cfg
         self.engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio_source is not None,
                                     use_face=video_source is not None)
+        self.engine.site = site_adaptation(cfg, model)
         self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
         self.people = PeopleEngine(cfg, model, self.runtime, self.engine.audio_dim)  # a state per person
         self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
@@ -282,7 +297,8 @@ class Bridge:
         h = {"sources": src, "workers": {w.name: w.health() for w in self.workers},
              "model": {"resets": self.runtime.resets, "seq": self.runtime.seq,
                        "muted": {"face": self.engine.face_muted, "voice": self.engine.audio_muted},
-                       "face_calibration": describe_calibration(self.engine.calibration)},
+                       "face_calibration": describe_calibration(self.engine.calibration),
+                       "site": self.engine.site.health() if self.engine.site is not None else {"status": "off"}},
              "t": clock.wall_now()}
         h["people"] = self.people.health()
         if self.hub:
@@ -387,6 +403,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
     model = load_model(cfg, weights)
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
+    engine.site = site_adaptation(cfg, model)
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
     people = PeopleEngine(cfg, model, runtime, engine.audio_dim)
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())

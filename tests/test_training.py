@@ -120,6 +120,9 @@ def test_small_training_run_end_to_end(tmp_path):
     singles = _build(tr, cfg, cfg.data_seed * 1000 + 777, True, "calibration clips")
     assert len(meta["va_offset"]) == 2 and np.abs(neutral_va(net, singles) - net.va_offset.numpy()).max() < 0.02
     assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]
+    # site adaptation's reference: the training streams' voiced-tick statistics, one per audio feature
+    ref = meta["site_reference"]
+    assert len(ref["mean"]) == len(ref["std"]) == net.audio_dim and min(ref["std"]) > 0 and ref["n_ticks"] > 100
     assert 0 <= rep["val_clips_audio_only"]["uar"] <= 1 and rep["val_clips_audio_only"]["n_clips"] == 15
     assert {"lstm", "window", "window+ema", "window+one_euro"} <= set(rep["smoothing"])
     assert (tmp_path / "art" / "training_curves.png").stat().st_size > 1000
@@ -131,6 +134,7 @@ def test_small_training_run_end_to_end(tmp_path):
     res = evaluate(str(held_out), str(out), str(tmp_path / "eval"), workers=1, cache_dir=str(tmp_path / "cache"),
                    robustness=True, per_speaker_label=1)
     assert res["n_clips"] == 15 and len(res["confusion"]) == len(LABELS) and "fresh_clips" in res
+    assert "fresh_site" not in res  # one speaker: no other visitors for the site to have heard
     assert 0 <= res["session"]["uar"] <= 1
     rob = res["robustness"]
     assert rob["n_clips"] == 8 and set(rob["conditions"]) == {"clean", "+20dB", "-20dB", "pink10", "babble10",

@@ -26,6 +26,17 @@ def accuracy(y_true, y_pred) -> float:
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
 
 
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Area under the ROC curve of scores ``pos`` (positives) vs ``neg``: the chance that a random positive scores
+    above a random negative (ties count half). Threshold-free, so it does not depend on calibration."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
 def ccc(x: np.ndarray, y: np.ndarray) -> float:
     """Lin's concordance correlation coefficient."""
     x, y = np.asarray(x, float), np.asarray(y, float)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from bridge.config import AudioConfig, VideoConfig
 from bridge.features.face import FACE_DIM
+from bridge.features.site import SiteAdaptation
 from bridge.labels import LABELS, VA
 from bridge.model.affect import AffectNet, load_weights, save_weights
 from bridge.model.tick import audio_config, feature_schema
@@ -172,6 +173,39 @@ def neutral_va(net: AffectNet, singles: list[Sequence]) -> np.ndarray:
     return (np.mean(means, 0) if means else np.zeros(2)).astype(np.float32) + net.va_offset.numpy()
 
 
+def site_reference(train: list[Sequence]) -> dict:
+    """The training population's voiced-tick audio statistics: what site adaptation (bridge.features.site) maps an
+    installation's audio features onto. All training streams, as recorded and augmented."""
+    A = np.concatenate([s.audio[s.voice] for s in train]).astype(np.float64)
+    return {"mean": [round(float(v), 6) for v in A.mean(0)],
+            "std": [round(float(v), 6) for v in np.maximum(A.std(0), 1e-6)], "n_ticks": int(len(A))}
+
+
+def site_adapted(seqs: list[Sequence], site) -> list[Sequence]:
+    """Each sequence's audio through a site adaptation that has heard the voiced ticks of every OTHER speaker's
+    sequences (never its own): a new visitor at an installation that has heard the visitors before them."""
+    import dataclasses
+
+    spk = sorted({s.speaker for s in seqs})
+    D = seqs[0].audio.shape[1]
+    tot = {k: [0.0, np.zeros(D), np.zeros(D)] for k in spk}
+    for s in seqs:
+        a = s.audio[s.voice].astype(np.float64)
+        t = tot[s.speaker]
+        t[0] += len(a)
+        t[1] += a.sum(0)
+        t[2] += (a * a).sum(0)
+    n_all = sum(t[0] for t in tot.values())
+    s1_all = sum(t[1] for t in tot.values())
+    s2_all = sum(t[2] for t in tot.values())
+    out = []
+    for s in seqs:
+        t = tot[s.speaker]
+        site.set_stats(n_all - t[0], s1_all - t[1], s2_all - t[2])
+        out.append(dataclasses.replace(s, audio=site.apply(s.audio)))
+    return out
+
+
 def norm_stats(train: list[Sequence], faces: list) -> tuple[np.ndarray, np.ndarray]:
     A = np.concatenate([s.audio for s in train])
     Fs = [f[0][f[1] > 0] for f in faces if f is not None]
@@ -211,6 +245,7 @@ def clip_eval(probs_by_seq: list[np.ndarray], seqs: list[Sequence], va_by_seq: l
         lo = np.isin(yt, [LABELS.index(x) for x in LOW_AROUSAL])
         if hi.any() and lo.any():  # high vs low arousal, decided by the sign of the clip's mean arousal output
             out["arousal_uar"] = 0.5 * (float(np.mean(vp[hi, 1] > 0)) + float(np.mean(vp[lo, 1] <= 0)))
+            out["arousal_auc"] = M.auc(vp[hi, 1], vp[lo, 1])  # the same without a threshold
         neu = yt == LABELS.index("neutral")
         if neu.any():
             out["neutral_mean_valence"] = float(vp[neu, 0].mean())
@@ -384,6 +419,11 @@ def train(cfg: TrainConfig) -> dict:
     report = {"val_clips_audio_only": clip_eval([o[0] for o in outs], val_sessions, [o[1] for o in outs])}
     outs = [run_net(net, x) for x in val_x]
     report["val_clips_fresh_audio_only"] = clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs])
+    site_ref = site_reference(train_seqs)
+    site = SiteAdaptation(np.array(site_ref["mean"]), np.array(site_ref["std"]), cfg.tick_hz)
+    if len({s.speaker for s in val_single}) > 1:
+        outs = [run_net(net, make_inputs(s, None)) for s in site_adapted(val_single, site)]
+        report["val_clips_fresh_site_audio_only"] = clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs])
     report.update({"averaged_epochs": [avg_from + 1, cfg.epochs], "n_params": n_params})
     lstm_chain = [run_net(net, x)[0] for x in valc_x]
     report["smoothing"] = {"lstm": smoothing_eval(lstm_chain, val_chains)}
@@ -405,6 +445,7 @@ def train(cfg: TrainConfig) -> dict:
         "created": time.strftime("%Y-%m-%d"), "train_seconds": round(time.time() - t_start, 1),
         "normalisation": "mean/std buffers in state_dict",
         "va_offset": [round(float(v), 4) for v in net.va_offset],
+        "site_reference": site_ref,
     }
     digest = save_weights(cfg.out, net, meta)
     report["weights_sha256"] = digest
@@ -494,11 +535,18 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     seqs = _build(clips, cfg, 4242, False, "features: evaluation sessions", cfg.session_len)
     outs = [run_net(net, make_inputs(s, None)) for s in seqs]
     sess = clip_eval([_mask_absent(o[0], present) for o in outs], seqs, [o[1] for o in outs])
-    keys = ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal", "arousal_uar", "neutral_mean_valence",
-            "neutral_mean_arousal")
+    keys = ("uar", "accuracy", "recall", "ccc_valence", "ccc_arousal", "arousal_uar", "arousal_auc",
+            "neutral_mean_valence", "neutral_mean_arousal")
     res["session"] = {k: sess[k] for k in keys if k in sess}
     res["session"]["mode"] = "session: each speaker's clips in one stream, as a visitor talking for minutes"
     res["fresh_clips"] = {k: res[k] for k in keys if k in res}
+    site = SiteAdaptation.from_meta(meta, sch["tick_hz"], AudioConfig().site_prior_s, AudioConfig().site_memory_s)
+    if site is not None and len({s.speaker for s in singles}) > 1:
+        outs = [run_net(net, make_inputs(s, None)) for s in site_adapted(singles, site)]
+        fs = clip_eval([_mask_absent(o[0], present) for o in outs], singles, [o[1] for o in outs])
+        res["fresh_site"] = {k: fs[k] for k in keys if k in fs}
+        res["fresh_site"]["mode"] = ("fresh model state per clip, with the site adaptation having heard the OTHER "
+                                     "speakers of the set (an installation after its first visitors)")
     res["speakers"] = sorted({c.speaker for c in clips})
     res["skipped_files"] = skipped
     res["n_labels"] = len(present)
