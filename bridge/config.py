@@ -52,6 +52,7 @@ class AudioConfig(_Strict):
     site_adaptation: bool = True
     site_prior_s: float = Field(60.0, gt=0, le=36000)
     site_memory_s: float = Field(1800.0, gt=0, le=10**6)
+    site_file: str | None = None  # keep what was learned across restarts in this file (saved every minute and on stop)
 
 
 class VideoConfig(_Strict):

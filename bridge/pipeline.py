@@ -30,6 +30,7 @@ from bridge.model.affect import StreamingAffectModel, WeightsError
 from bridge.people import PeopleEngine
 
 log = logging.getLogger(__name__)
+SITE_SAVE_S = 60.0  # how often the site adaptation is written to audio.site_file
 
 
 class Worker:
@@ -94,6 +95,9 @@ class Bridge:
         self.engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio_source is not None,
                                     use_face=video_source is not None)
         self.engine.site = site_adaptation(cfg, model)
+        if self.engine.site is not None and cfg.audio.site_file:
+            self.engine.site.load(cfg.audio.site_file)
+        self._site_saved = time.monotonic()
         self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
         self.people = PeopleEngine(cfg, model, self.runtime, self.engine.audio_dim)  # a state per person
         self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
@@ -160,6 +164,7 @@ class Bridge:
         for x in self.extras:
             x.stop()
         self.stop_recording()
+        self.save_site()
         if self.hub:
             self.hub.stop()
 
@@ -286,9 +291,25 @@ class Bridge:
 
     def _health_body(self) -> None:
         self._stop.wait(1.0)
-        if self._stop.is_set() or self.hub is None:
+        if self._stop.is_set():
             return
-        self.hub.publish_health(self.health())
+        if time.monotonic() - self._site_saved >= SITE_SAVE_S:
+            self.save_site()
+        if self.hub is not None:
+            self.hub.publish_health(self.health())
+
+    def save_site(self) -> None:
+        """Write the site adaptation to ``audio.site_file`` (if set); a failure is logged, never raised."""
+        self._site_saved = time.monotonic()
+        site, path = self.engine.site, self.cfg.audio.site_file
+        if site is None or not path:
+            return
+        try:
+            with self.engine.lock:
+                site.save(path)
+        except OSError as e:
+            log.error("cannot save the site adaptation to %s (%s): check the path and its permissions; what was "
+                      "learned is kept in memory", path, e)
 
     def health(self) -> dict:
         src = {}

@@ -123,9 +123,9 @@ def test_a_cheap_microphone_is_learned_from_real_speech(tmp_path):
     assert z(adapted).mean() < 0.5 * z(raw).mean()
     # and the same file through process_files: site adaptation changes what the model says
     path = tmp_path / "cheap_mic.wav"
-    sf.write(path, y, 16000, subtype="FLOAT")
+    sf.write(path, y[:20 * 16000], 16000, subtype="FLOAT")  # 20 s: enough to see it
     on = process_files(audio=path, config=cfg)
-    off = process_files(audio=path, config=Config(audio=AudioConfig(site_adaptation=False)))
+    off = process_files(audio=path, config=Config(audio=AudioConfig(site_adaptation=False, site_prior_s=10.0)))
     print("max arousal difference", max(abs(a.arousal - b.arousal) for a, b in zip(on, off)))
     assert len(on) == len(off)
     assert max(abs(a.arousal - b.arousal) for a, b in zip(on, off)) > 0.05
@@ -135,3 +135,32 @@ def test_auc():
     assert auc([2, 3], [0, 1]) == 1.0 and auc([0, 1], [2, 3]) == 0.0
     assert auc([1, 1], [1, 1]) == 0.5
     assert np.isnan(auc([], [1]))
+
+
+def test_the_site_is_kept_across_restarts(tmp_path, caplog):
+    from bridge.pipeline import Bridge, load_model
+
+    path = tmp_path / "site" / "gallery.npz"
+    cfg = Config(audio=AudioConfig(site_file=str(path)))
+    model = load_model(cfg)
+    b = Bridge(cfg, model)
+    for _ in range(600):
+        b.engine.site.update(b.engine.site.ref_mean + 1.0)
+    b.save_site()
+    again = Bridge(cfg, model)  # the next morning
+    assert again.engine.site.speech_s == pytest.approx(b.engine.site.speech_s)
+    assert np.allclose(again.engine.site.site_stats()[0], b.engine.site.site_stats()[0])
+    # a file learned for other weights is not taken
+    other = SiteAdaptation(b.engine.site.ref_mean + 1.0, b.engine.site.ref_std, 30.0)
+    other.update(other.ref_mean)
+    other.save(path)
+    with caplog.at_level(logging.WARNING, logger="bridge.features.site"):
+        assert Bridge(cfg, model).engine.site.speech_s == 0.0
+    assert "other model weights" in caplog.text
+    # a path that cannot be written: logged, not raised
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad = Bridge(Config(audio=AudioConfig(site_file=str(blocker / "site.npz"))), model)
+    with caplog.at_level(logging.ERROR, logger="bridge.pipeline"):
+        bad.save_site()
+    assert "cannot save the site adaptation" in caplog.text

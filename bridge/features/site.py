@@ -16,12 +16,19 @@ the weights as ``site_reference``): ``ref_mean + (x - site_mean) * clip(ref_std 
 training room the map is the identity. The voice-activity flag (the last column) is never changed.
 
 It is installation state, not visitor state: a visitor leaving, or the ``reset`` command, does not forget it.
-Pure compute, no clock of its own; ``reset()`` forgets it (a new site).
+Pure compute, no clock of its own; ``reset()`` forgets it (a new site). ``save``/``load`` keep it across restarts
+(``audio.site_file``; the pipeline does the I/O): a file made for other weights (another reference) is ignored.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MAX_SCALE = 1.5  # the map never stretches or squeezes a feature by more than this (noise can shrink a spread)
 
@@ -81,6 +88,33 @@ class SiteAdaptation:
         out = (self.ref_mean + (np.asarray(x, np.float64) - mean) * k).astype(np.float32)
         out[..., -1] = np.asarray(x)[..., -1]
         return out
+
+    def save(self, path: str | Path) -> None:
+        """Write the statistics (atomically: a crash mid-write never leaves a broken file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, n=self.n, s1=self.s1, s2=self.s2, ref_mean=self.ref_mean, ref_std=self.ref_std)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> bool:
+        """Take the statistics saved by ``save``; False (and a log line saying why) if there is none to take."""
+        path = Path(path)
+        if not path.is_file():
+            return False
+        try:
+            with np.load(path) as d:
+                n, s1, s2, rm, rs = float(d["n"]), d["s1"], d["s2"], d["ref_mean"], d["ref_std"]
+        except Exception as e:  # noqa: BLE001  (a damaged file: start learning the site again)
+            log.warning("site adaptation: cannot read %s (%s); learning this site again", path, e)
+            return False
+        if rm.shape != self.ref_mean.shape or not (np.allclose(rm, self.ref_mean) and np.allclose(rs, self.ref_std)):
+            log.warning("site adaptation: %s was learned for other model weights; learning this site again", path)
+            return False
+        self.set_stats(n, s1, s2)
+        log.info("site adaptation: %.0f s of this site's speech loaded from %s", self.speech_s, path)
+        return True
 
     def health(self) -> dict:
         return {"speech_s": round(self.speech_s, 1), "weight": round(self.n / (self.n + self.n0), 3)}
