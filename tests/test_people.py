@@ -177,6 +177,7 @@ def _old_process_files(video, audio, cfg):
     model = load_model(cfg)
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video)
+    engine.site = pl.site_adaptation(cfg, model)  # the microphone's site adaptation: shared, not per person
     runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
     single_step = pl._SingleStep() if hasattr(pl, "_SingleStep") else contextlib.nullcontext()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms))
