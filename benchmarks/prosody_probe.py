@@ -2,9 +2,10 @@
 ``benchmarks/voice_probe.py``, with a block of clip-level voice-quality statistics added to the 70 hand-made
 features the product ships (encoder off).
 
+    python benchmarks/prosody_probe.py base [--prosody]  # per clip: the shipped features (+ audio.prosody's)
     python benchmarks/prosody_probe.py features      # per clip: ours (bridge.features.prosody) + Praat's
     python benchmarks/prosody_probe.py probe [--out prosody_probe.json]
-    python benchmarks/prosody_probe.py gain          # gain invariance of ours, +-20 dB
+    python benchmarks/prosody_probe.py conditions    # how ours move with gain, noise and reverb
 
 Per clip (RAVDESS actors 1-14 clean for training, actors 15-18 and the Spanish set for scoring, each from a fresh
 state): the 70 tick features pooled over the clip's voiced ticks (mean and std, ``voice_probe.pooled``), and over
@@ -148,14 +149,49 @@ def features(args) -> None:
         print(f"{name}: {len(names)} clips, {time.time() - t0:.0f} s", flush=True)
 
 
+def base(args) -> None:
+    """The shipped features per clip, each clip from a fresh state, pooled as ``voice_probe.pooled`` (with
+    ``--prosody``: the same with ``audio.prosody`` on, its streaming speech-rate column included)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from voice_probe import pooled
+
+    from bridge.config import AudioConfig, VideoConfig
+    from bridge.training.build import build_sequences
+    from bridge.training.data import load_dataset
+    from bridge.training.robustness import load_clips
+
+    A, V = AudioConfig(prosody=args.prosody), VideoConfig()
+    rav = load_dataset(SHARED / "ravdess-speech-16k")
+    sp, _, skipped = load_clips(load_dataset(SHARED / "spanish-emotion-16k"))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for name, clips, seed in (("val", [c for c in rav if int(c.speaker[5:]) >= 15], 778), ("sp", sp, 4243),
+                              ("train", [c for c in rav if int(c.speaker[5:]) < 15], 0)):
+        t0 = time.time()
+        seqs = build_sequences(clips, A, V, 30.0, seed, 12, True, Path(args.cache), 1)
+        X, y, spk = pooled(seqs)
+        names = []
+        for sq in seqs:  # the clips pooled() kept, in its order
+            if len(np.unique(sq.clip[(sq.clip >= 0) & (sq.weight > 0)])):
+                names.append(sq.speaker + "/" + sq.clips[0])
+        out = CACHE / f"{'basepro' if args.prosody else 'base'}_{name}.npz"
+        np.savez(out, X=X, y=y, spk=np.array(spk), name=np.array(names))
+        print(f"{name}: {len(X)} clips, {time.time() - t0:.0f} s (Spanish files skipped: {skipped})", flush=True)
+
+
 def load_split(name: str):
+    """(X base, y, speaker, our measures, Praat's, X with audio.prosody's streaming column or None) per clip."""
     b = np.load(CACHE / f"base_{name}.npz")
     p = np.load(CACHE / f"prosody_{name}.npz")
     ours, praat = json.loads(str(p["ours"])), json.loads(str(p["praat"]))
     at = {n: i for i, n in enumerate(p["name"])}
     keep = [i for i, n in enumerate(b["name"]) if n in at]
     j = [at[b["name"][i]] for i in keep]
-    return (b["X"][keep], b["y"][keep], b["spk"][keep], [ours[k] for k in j], [praat[k] for k in j])
+    xs = None
+    if (CACHE / f"basepro_{name}.npz").is_file():  # built like base_*, with AudioConfig(prosody=True)
+        bp = np.load(CACHE / f"basepro_{name}.npz")
+        assert list(bp["name"]) == list(b["name"])
+        xs = bp["X"][keep]
+    return (b["X"][keep], b["y"][keep], b["spk"][keep], [ours[k] for k in j], [praat[k] for k in j], xs)
 
 
 def block_matrix(meas: list[dict], keys: list[str]) -> np.ndarray:
@@ -203,6 +239,8 @@ def probe(args) -> None:
     if allp and allp[0]:
         sets["+ Praat: formants"] = ("praat", stat(["f1", "f2", "f3"]))
         sets["+ Praat: jitter, shimmer, HNR"] = ("praat", ["jitter_mean", "shimmer_mean", "hnr_mean", "hnr_std"])
+    if tr[5] is not None:
+        sets["+ speech rate, streaming (audio.prosody)"] = ("stream", None)
     sets["all five alone (no base)"] = ("ours-only", stat(OURS) + ["rate_speech", "rate_voiced"])
     hi = [LABELS.index(x) for x in HIGH_AROUSAL]
     lo = [LABELS.index(x) for x in LOW_AROUSAL]
@@ -214,6 +252,8 @@ def probe(args) -> None:
         if spec is None:
             return X
         kind, keys = spec
+        if kind == "stream":
+            return split[5]
         M = block_matrix(split[4] if kind == "praat" else split[3], keys)
         return M if kind == "ours-only" else np.hstack([X, M])
 
@@ -284,35 +324,53 @@ def probe(args) -> None:
         Path(args.out).write_text(json.dumps({"praat_agreement": corr, "probe": res}, indent=2))
 
 
-def gain(args) -> None:
+def conditions(args) -> None:
+    """How each clip-level measure moves with the microphone and the room: every 6th RAVDESS validation clip under
+    the robustness conditions of ``emotion-bridge evaluate --robustness`` (+-20 dB with clipping, pink noise and
+    babble at 10 dB SNR, reverb RT60 0.6 s): median relative change and rank correlation with the clean value."""
+    from scipy.stats import spearmanr
+
     from bridge.config import AudioConfig
     from bridge.features.audio import AudioFeatures
     from bridge.training.data import load_dataset, read_audio
+    from bridge.training.robustness import CONDITIONS, apply_condition
 
     af = AudioFeatures(AudioConfig())
-    clips = [c for c in load_dataset(SHARED / "ravdess-speech-16k") if int(c.speaker[5:]) >= 15][::12]
-    diffs: dict = {}
-    for c in clips:
+    clips = [c for c in load_dataset(SHARED / "ravdess-speech-16k") if int(c.speaker[5:]) >= 15][::6]
+    others = [read_audio(c) for c in load_dataset(SHARED / "ravdess-speech-16k") if int(c.speaker[5:]) < 3][::10]
+    vals: dict = {}
+    for i, c in enumerate(clips):
         y = read_audio(c)
-        y = 0.5 * y / max(1e-6, np.abs(y).max()) * 0.1  # peak -26 dBFS so that +20 dB does not clip
-        ref = clip_measures(y, af)[0]
-        for g in (-20, 20):
-            m = clip_measures(np.clip(y * 10 ** (g / 20), -1, 1).astype(np.float32), af)[0]
-            for k, v in m.items():
-                diffs.setdefault(f"{k} {g:+d} dB", []).append(abs(v - ref[k]))
-    for k, v in diffs.items():
-        print(f"{k:>22s}: max |diff| {np.nanmax(v):.4g}, median {np.nanmedian(v):.4g}")
+        for cond in CONDITIONS:
+            x = apply_condition(cond, y, np.random.default_rng(i), others).astype(np.float32)
+            for k, v in clip_measures(x, af)[0].items():
+                vals.setdefault(k, {}).setdefault(cond, []).append(v)
+    out = {}
+    for k, by in vals.items():
+        ref = np.array(by["clean"])
+        out[k] = {}
+        for cond in CONDITIONS[1:]:
+            v = np.array(by[cond])
+            ok = np.isfinite(v) & np.isfinite(ref)
+            rel = np.median((v[ok] - ref[ok]) / np.maximum(np.abs(ref[ok]), 1e-6))
+            out[k][cond] = {"median_rel_change": round(float(rel), 3), "spearman": round(float(spearmanr(v[ok], ref[ok])[0]), 3)}
+        print(f"{k:>14s}: " + "  ".join(f"{cond} {r['median_rel_change']:+.2f} (rho {r['spearman']:.2f})"
+                                        for cond, r in out[k].items()), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["features", "probe", "gain"])
+    ap.add_argument("stage", choices=["base", "features", "probe", "conditions"])
+    ap.add_argument("--prosody", action="store_true", help="base: with audio.prosody on")
+    ap.add_argument("--cache", default=".cache/features", help="base: the sequence cache")
     ap.add_argument("--C", type=float, default=0.01)
     ap.add_argument("--draws", type=int, default=10)
     ap.add_argument("--no-praat", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    {"features": features, "probe": probe, "gain": gain}[args.stage](args)
+    {"base": base, "features": features, "probe": probe, "conditions": conditions}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/voice_cost.py [--weights W] [--clips DIR] [--n 40] [--out results.json] [--audio-only]
 
 1. CPU time of the audio path per second of audio, at the live block size (20 ms) and tick rate (30 Hz), split into
-   Silero VAD, the speech encoder (mel + embedding), the voice-quality frame measures (``audio.prosody``) and the
+   Silero VAD, the speech encoder (mel + embedding), the syllable-nucleus detector (``audio.prosody``) and the
    rest of the features; the default path, with ``audio.prosody`` and with the speech encoder: thread CPU time
    (``time.thread_time``), so other processes on the machine do not inflate it.
 2. The affect model's step time in float32 and with ``model.quantize: int8``, and their agreement (top label,
@@ -32,7 +32,7 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0,
 
     spent = {"vad": 0.0, "encoder": 0.0, "prosody": 0.0}
     orig_vad, orig_mel, orig_embed = vadmod.SileroVad.process, se.SpeechEncoder.mel, se.SpeechEncoder.embed
-    orig_prosody = AudioFeatures._prosody
+    orig_prosody = AudioFeatures._nucleus
 
     def timed(name, fn):
         def wrap(*a, **k):
@@ -46,7 +46,7 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0,
     vadmod.SileroVad.process = timed("vad", orig_vad)
     se.SpeechEncoder.mel = timed("encoder", orig_mel)
     se.SpeechEncoder.embed = timed("encoder", orig_embed)
-    AudioFeatures._prosody = timed("prosody", orig_prosody)
+    AudioFeatures._nucleus = timed("prosody", orig_prosody)
     try:
         af = AudioFeatures(AudioConfig(speech_encoder=speech_encoder, prosody=prosody))
         total, audio_s = 0.0, 0.0
@@ -65,11 +65,11 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0,
             audio_s += len(y) / 16000
     finally:
         vadmod.SileroVad.process, se.SpeechEncoder.mel, se.SpeechEncoder.embed = orig_vad, orig_mel, orig_embed
-        AudioFeatures._prosody = orig_prosody
+        AudioFeatures._nucleus = orig_prosody
     ms = lambda x: round(1000 * x / audio_s, 2)  # noqa: E731
     return {"audio_seconds": round(audio_s, 1), "cpu_ms_per_audio_s_total": ms(total),
             "cpu_ms_per_audio_s_vad": ms(spent["vad"]), "cpu_ms_per_audio_s_encoder": ms(spent["encoder"]),
-            "cpu_ms_per_audio_s_prosody_frames": ms(spent["prosody"]),
+            "cpu_ms_per_audio_s_prosody_nuclei": ms(spent["prosody"]),
             "cpu_ms_per_audio_s_other_features": ms(total - spent["vad"] - spent["encoder"] - spent["prosody"]),
             "share_of_one_core": round(total / audio_s, 4), "block_ms": block_ms, "tick_hz": tick_hz,
             "speech_encoder": speech_encoder, "prosody": prosody}
