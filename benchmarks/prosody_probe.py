@@ -2,10 +2,14 @@
 ``benchmarks/voice_probe.py``, with a block of clip-level voice-quality statistics added to the 70 hand-made
 features the product ships (encoder off).
 
-    python benchmarks/prosody_probe.py base [--prosody]  # per clip: the shipped features (+ audio.prosody's)
-    python benchmarks/prosody_probe.py features      # per clip: ours (bridge.features.prosody) + Praat's
-    python benchmarks/prosody_probe.py probe [--out prosody_probe.json]
+    python benchmarks/prosody_probe.py base          # per clip: the shipped 70 features (fresh state, pooled)
+    python benchmarks/prosody_probe.py features      # per clip: ours (benchmarks/prosody_measures.py) + Praat's
+    python benchmarks/prosody_probe.py probe [--out prosody_probe.json] [--draws 10] [--C 0.01]
     python benchmarks/prosody_probe.py conditions    # how ours move with gain, noise and reverb
+    python benchmarks/prosody_probe.py cost          # what they would cost live (CPU per second of audio)
+
+Result (2026-12-02, benchmarks/results/prosody-probe-2026-12-02.json, docs/MODEL_CARD.md "Prosodic extras"):
+none helps measurably on both corpora, so none is a product feature.
 
 Per clip (RAVDESS actors 1-14 clean for training, actors 15-18 and the Spanish set for scoring, each from a fresh
 state): the 70 tick features pooled over the clip's voiced ticks (mean and std, ``voice_probe.pooled``), and over
@@ -20,7 +24,10 @@ the clips' audio is awkward and the new measures would have to be recomputed on 
 RAVDESS 8-label UAR (actors 15-18), Spanish 7-label UAR, Spanish high vs low arousal AUC; population
 normalisation (a fresh visitor) and per-speaker normalisation (a session). Spread: 10 resamplings of the training
 speakers (11 of the 14 at random), the same draws for every feature set, so the gain of a block is a paired
-difference with its own spread.
+difference with its own spread; trained on all 14, a 95 % interval of that difference from resampling the
+evaluation speakers (only 4 on RAVDESS: wide). ``features`` needs ``pip install praat-parselmouth`` (or
+``--no-praat``); stages cache under ``.cache/prosody``. The streaming speech-rate rows of the model card were
+measured with ``audio.prosody`` at the branch's commits 7614145 (1.5 s window) and d92d946 (running rate).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".cache" / "prosody"
 
@@ -44,7 +52,7 @@ BLOCKS = {"formants": ["f1", "f2", "f3"], "jitter": ["jitter"], "shimmer": ["shi
 
 def clip_measures(y: np.ndarray, af) -> tuple[dict, dict]:
     """Our measures of one clip, from a fresh ``AudioFeatures`` state (frame-level values and clip statistics)."""
-    from bridge.features import prosody as P
+    import prosody_measures as P
 
     af.reset()
     got: dict = {"frames": [], "rows": []}
@@ -150,9 +158,7 @@ def features(args) -> None:
 
 
 def base(args) -> None:
-    """The shipped features per clip, each clip from a fresh state, pooled as ``voice_probe.pooled`` (with
-    ``--prosody``: the same with ``audio.prosody`` on, its streaming speech-rate column included)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    """The shipped features per clip, each clip from a fresh state, pooled as ``voice_probe.pooled``."""
     from voice_probe import pooled
 
     from bridge.config import AudioConfig, VideoConfig
@@ -160,7 +166,7 @@ def base(args) -> None:
     from bridge.training.data import load_dataset
     from bridge.training.robustness import load_clips
 
-    A, V = AudioConfig(prosody=args.prosody), VideoConfig()
+    A, V = AudioConfig(), VideoConfig()
     rav = load_dataset(SHARED / "ravdess-speech-16k")
     sp, _, skipped = load_clips(load_dataset(SHARED / "spanish-emotion-16k"))
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -173,25 +179,20 @@ def base(args) -> None:
         for sq in seqs:  # the clips pooled() kept, in its order
             if len(np.unique(sq.clip[(sq.clip >= 0) & (sq.weight > 0)])):
                 names.append(sq.speaker + "/" + sq.clips[0])
-        out = CACHE / f"{'basepro' if args.prosody else 'base'}_{name}.npz"
+        out = CACHE / f"base_{name}.npz"
         np.savez(out, X=X, y=y, spk=np.array(spk), name=np.array(names))
         print(f"{name}: {len(X)} clips, {time.time() - t0:.0f} s (Spanish files skipped: {skipped})", flush=True)
 
 
 def load_split(name: str):
-    """(X base, y, speaker, our measures, Praat's, X with audio.prosody's streaming column or None) per clip."""
+    """(X base, y, speaker, our measures, Praat's) per clip, in the same order."""
     b = np.load(CACHE / f"base_{name}.npz")
     p = np.load(CACHE / f"prosody_{name}.npz")
     ours, praat = json.loads(str(p["ours"])), json.loads(str(p["praat"]))
     at = {n: i for i, n in enumerate(p["name"])}
     keep = [i for i, n in enumerate(b["name"]) if n in at]
     j = [at[b["name"][i]] for i in keep]
-    xs = None
-    if (CACHE / f"basepro_{name}.npz").is_file():  # built like base_*, with AudioConfig(prosody=True)
-        bp = np.load(CACHE / f"basepro_{name}.npz")
-        assert list(bp["name"]) == list(b["name"])
-        xs = bp["X"][keep]
-    return (b["X"][keep], b["y"][keep], b["spk"][keep], [ours[k] for k in j], [praat[k] for k in j], xs)
+    return (b["X"][keep], b["y"][keep], b["spk"][keep], [ours[k] for k in j], [praat[k] for k in j])
 
 
 def block_matrix(meas: list[dict], keys: list[str]) -> np.ndarray:
@@ -208,7 +209,6 @@ def probe(args) -> None:
     from bridge.training.metrics import uar
     from bridge.training.robustness import HIGH_AROUSAL, LOW_AROUSAL
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from voice_probe import per_speaker
 
     tr, va, sp = load_split("train"), load_split("val"), load_split("sp")
@@ -225,7 +225,8 @@ def probe(args) -> None:
 
             corr[k] = {"pearson": round(float(np.corrcoef(a[ok], b[ok])[0, 1]), 3),
                        "spearman": round(float(spearmanr(a[ok], b[ok])[0]), 3),
-                       "ours_median": round(float(np.median(a[ok])), 3), "praat_median": round(float(np.median(b[ok])), 3),
+                       "ours_median": round(float(np.median(a[ok])), 3),
+                       "praat_median": round(float(np.median(b[ok])), 3),
                        "n": int(ok.sum())}
             print(f"ours vs Praat {k:>13s}: " + " ".join(f"{kk} {vv}" for kk, vv in corr[k].items()))
     stat = lambda ks: [f"{k}_{s}" for k in ks for s in ("mean", "std")]  # noqa: E731
@@ -239,8 +240,6 @@ def probe(args) -> None:
     if allp and allp[0]:
         sets["+ Praat: formants"] = ("praat", stat(["f1", "f2", "f3"]))
         sets["+ Praat: jitter, shimmer, HNR"] = ("praat", ["jitter_mean", "shimmer_mean", "hnr_mean", "hnr_std"])
-    if tr[5] is not None:
-        sets["+ speech rate, streaming (audio.prosody)"] = ("stream", None)
     sets["all five alone (no base)"] = ("ours-only", stat(OURS) + ["rate_speech", "rate_voiced"])
     hi = [LABELS.index(x) for x in HIGH_AROUSAL]
     lo = [LABELS.index(x) for x in LOW_AROUSAL]
@@ -252,8 +251,6 @@ def probe(args) -> None:
         if spec is None:
             return X
         kind, keys = spec
-        if kind == "stream":
-            return split[5]
         M = block_matrix(split[4] if kind == "praat" else split[3], keys)
         return M if kind == "ours-only" else np.hstack([X, M])
 
@@ -288,7 +285,8 @@ def probe(args) -> None:
                 po = clf.predict_proba(o)
                 po[:, [k for k in range(len(LABELS)) if k not in set(sp[1])]] = 0.0
                 ar = np.isin(ytr, hi + lo)
-                bi = LogisticRegression(C=args.C, max_iter=3000, class_weight="balanced").fit(a[ar], np.isin(ytr[ar], hi))
+                bi = LogisticRegression(C=args.C, max_iter=3000, class_weight="balanced")
+                bi.fit(a[ar], np.isin(ytr[ar], hi))
                 mo = np.isin(sp[1], hi + lo)
                 scores.append([uar(va[1], clf.predict(b)), uar(sp[1], po.argmax(1)),
                                roc_auc_score(np.isin(sp[1][mo], hi), bi.decision_function(o[mo]))])
@@ -353,24 +351,71 @@ def conditions(args) -> None:
             v = np.array(by[cond])
             ok = np.isfinite(v) & np.isfinite(ref)
             rel = np.median((v[ok] - ref[ok]) / np.maximum(np.abs(ref[ok]), 1e-6))
-            out[k][cond] = {"median_rel_change": round(float(rel), 3), "spearman": round(float(spearmanr(v[ok], ref[ok])[0]), 3)}
+            out[k][cond] = {"median_rel_change": round(float(rel), 3),
+                            "spearman": round(float(spearmanr(v[ok], ref[ok])[0]), 3)}
         print(f"{k:>14s}: " + "  ".join(f"{cond} {r['median_rel_change']:+.2f} (rho {r['spearman']:.2f})"
                                         for cond, r in out[k].items()), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2))
 
 
+def cost(args) -> None:
+    """CPU the frame-level measures would cost live: thread time per second of audio on every frame with a pitch,
+    each 20 ms block's new frames at a time (as the bridge analyses them), 20 RAVDESS validation clips."""
+    import prosody_measures as P
+    import soundfile as sf
+
+    from bridge.config import AudioConfig
+    from bridge.features.audio import AudioFeatures
+
+    files = sorted(p for p in (SHARED / "ravdess-speech-16k").rglob("*.flac")
+                   if p.stem.split("-")[-1] in {"15", "16", "17", "18"})
+    files = files[:: max(1, len(files) // 20)][:20]
+    af = AudioFeatures(AudioConfig())
+    spent = {"formants": 0.0, "jitter_shimmer": 0.0, "hnr": 0.0}
+    secs = 0.0
+    for p in files:
+        y, _ = sf.read(str(p), dtype="float32")
+        secs += len(y) / af.sr
+        af.reset()
+        got = []
+        orig = af._analyse
+
+        def analyse(buf, n, orig=orig, got=got):
+            idx = np.arange(af.context)[None, :] + af.hop * np.arange(n)[:, None]
+            rows = orig(buf, n)
+            got.append((buf[idx], rows[:, af.i_f0]))
+            return rows
+
+        af._analyse = analyse
+        for i in range(0, len(y), 320):
+            af.process(y[i:i + 320])
+        af._analyse = orig
+        for fr, f0 in got:
+            sel = f0 > 0
+            if not sel.any():
+                continue
+            per = af.sr / f0[sel].astype(np.float64)
+            for name, fn in (("formants", lambda: P.formants(fr[sel, -af.n_fft:], af.sr)),
+                             ("jitter_shimmer", lambda: P.jitter_shimmer(fr[sel], per, af.sr / af.cfg.pitch_max_hz,
+                                                                         af.sr / af.cfg.pitch_min_hz)),
+                             ("hnr", lambda: P.hnr(fr[sel], per))):
+                t = time.thread_time()
+                fn()
+                spent[name] += time.thread_time() - t
+    print({k: round(1000 * v / secs, 2) for k, v in spent.items()}, f"ms of CPU per second of audio ({secs:.1f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["base", "features", "probe", "conditions"])
-    ap.add_argument("--prosody", action="store_true", help="base: with audio.prosody on")
+    ap.add_argument("stage", choices=["base", "features", "probe", "conditions", "cost"])
     ap.add_argument("--cache", default=".cache/features", help="base: the sequence cache")
     ap.add_argument("--C", type=float, default=0.01)
     ap.add_argument("--draws", type=int, default=10)
     ap.add_argument("--no-praat", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    {"base": base, "features": features, "probe": probe, "conditions": conditions}[args.stage](args)
+    {"base": base, "features": features, "probe": probe, "conditions": conditions, "cost": cost}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """Voice path cost and int8 agreement (numbers for docs/MODEL_CARD.md).
 
-    python benchmarks/voice_cost.py [--weights W] [--clips DIR] [--n 40] [--out results.json] [--audio-only]
+    python benchmarks/voice_cost.py [--weights W] [--clips DIR] [--n 40] [--out results.json]
 
 1. CPU time of the audio path per second of audio, at the live block size (20 ms) and tick rate (30 Hz), split into
-   Silero VAD, the speech encoder (mel + embedding), the syllable-nucleus detector (``audio.prosody``) and the
-   rest of the features; the default path, with ``audio.prosody`` and with the speech encoder: thread CPU time
+   Silero VAD, the speech encoder (mel + embedding) and the rest of the features: thread CPU time
    (``time.thread_time``), so other processes on the machine do not inflate it.
 2. The affect model's step time in float32 and with ``model.quantize: int8``, and their agreement (top label,
    max probability difference) on the same tick vectors of real clips.
@@ -20,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 
-def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0, speech_encoder: bool = False,
-               prosody: bool = False) -> dict:
+def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0, speech_encoder: bool = False) -> dict:
     import soundfile as sf
 
     from bridge.config import AudioConfig
@@ -30,9 +28,8 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0,
     from bridge.features import vad as vadmod
     from bridge.features.audio import AudioFeatures
 
-    spent = {"vad": 0.0, "encoder": 0.0, "prosody": 0.0}
+    spent = {"vad": 0.0, "encoder": 0.0}
     orig_vad, orig_mel, orig_embed = vadmod.SileroVad.process, se.SpeechEncoder.mel, se.SpeechEncoder.embed
-    orig_prosody = AudioFeatures._nucleus
 
     def timed(name, fn):
         def wrap(*a, **k):
@@ -46,9 +43,8 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0,
     vadmod.SileroVad.process = timed("vad", orig_vad)
     se.SpeechEncoder.mel = timed("encoder", orig_mel)
     se.SpeechEncoder.embed = timed("encoder", orig_embed)
-    AudioFeatures._nucleus = timed("prosody", orig_prosody)
     try:
-        af = AudioFeatures(AudioConfig(speech_encoder=speech_encoder, prosody=prosody))
+        af = AudioFeatures(AudioConfig(speech_encoder=speech_encoder))
         total, audio_s = 0.0, 0.0
         bs = int(16000 * block_ms / 1000)
         for p in clips:
@@ -65,14 +61,12 @@ def audio_cost(clips: list[Path], block_ms: float = 20.0, tick_hz: float = 30.0,
             audio_s += len(y) / 16000
     finally:
         vadmod.SileroVad.process, se.SpeechEncoder.mel, se.SpeechEncoder.embed = orig_vad, orig_mel, orig_embed
-        AudioFeatures._nucleus = orig_prosody
     ms = lambda x: round(1000 * x / audio_s, 2)  # noqa: E731
     return {"audio_seconds": round(audio_s, 1), "cpu_ms_per_audio_s_total": ms(total),
             "cpu_ms_per_audio_s_vad": ms(spent["vad"]), "cpu_ms_per_audio_s_encoder": ms(spent["encoder"]),
-            "cpu_ms_per_audio_s_prosody_nuclei": ms(spent["prosody"]),
-            "cpu_ms_per_audio_s_other_features": ms(total - spent["vad"] - spent["encoder"] - spent["prosody"]),
+            "cpu_ms_per_audio_s_other_features": ms(total - spent["vad"] - spent["encoder"]),
             "share_of_one_core": round(total / audio_s, 4), "block_ms": block_ms, "tick_hz": tick_hz,
-            "speech_encoder": speech_encoder, "prosody": prosody}
+            "speech_encoder": speech_encoder}
 
 
 def int8_agreement(weights: str | None, clips: list[Path]) -> dict:
@@ -127,16 +121,12 @@ def main() -> None:
     ap.add_argument("--actors", default="15,16,17,18")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--audio-only", action="store_true", help="only the audio path's cost (no weights needed)")
     args = ap.parse_args()
     actors = {f"{int(a):02d}" for a in args.actors.split(",") if a}
     files = sorted(p for p in Path(args.clips).rglob("*.flac") if p.stem.split("-")[-1] in actors)
     files = files[:: max(1, len(files) // args.n)][: args.n]
-    res = {"audio_path": audio_cost(files), "audio_path_with_prosody": audio_cost(files, prosody=True)}
-    if not args.audio_only:
-        res["audio_path_with_speech_encoder"] = audio_cost(files, speech_encoder=True)
-        res["int8"] = int8_agreement(args.weights, files)
-    res["n_clips"] = len(files)
+    res = {"audio_path": audio_cost(files), "audio_path_with_speech_encoder": audio_cost(files, speech_encoder=True),
+           "int8": int8_agreement(args.weights, files), "n_clips": len(files)}
     print(json.dumps(res, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2))

@@ -45,10 +45,6 @@ class AudioConfig(_Strict):
     # RAVDESS's two English sentences it learns their words, not the emotion, and does not carry over to another
     # language (docs/MODEL_CARD.md, "What carries over"). Weights record it; it must match them.
     speech_encoder: bool = False
-    # the prosodic extras that measurably helped (docs/MODEL_CARD.md, "Prosodic extras"): today the speech rate,
-    # syllable nuclei per second of speech in the window (bridge.features.prosody). Off by default: the shipped
-    # weights were trained without it. Weights record it; it must match them.
-    prosody: bool = False
 
 
 class VideoConfig(_Strict):

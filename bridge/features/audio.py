@@ -41,8 +41,6 @@ REF_LEVEL_DB = -26.0  # nominal active speech level (ITU-T P.56 practice) the en
 REL_FLOOR_DB = -50.0  # relative loudness floor: 50 dB below the speech level is silence, whatever the gain
 LEVEL_FRAMES = 500
 NO_SPEECH_OFFSET = 1e4  # speech frames (5 s) after which the speech level becomes an exponential average
-RATE_TAU_S = 3.0  # audio.prosody: the speech rate's memory, in seconds of speech (about an utterance)
-RATE_MIN_S = 0.5  # seconds of speech before the speech rate is reported (0 before)
 
 
 @dataclass
@@ -83,11 +81,6 @@ class AudioFeatures:
         (self.i_rms, self.i_f0, self.i_per, self.i_cent, self.i_flux, self.i_zcr, self.i_onset, self.i_vad,
          self.i_rel) = range(i, i + 9)
         self.row_dim = i + 9
-        # audio.prosody: a syllable-nucleus flag per frame and the running speech rate
-        self.prosody = cfg.prosody
-        if self.prosody:
-            self.i_nuc, self.i_rate = self.row_dim, self.row_dim + 1
-            self.row_dim += 2
         from bridge.features.speech_encoder import EMB_DIM, EMB_STEP, SpeechEncoder
         from bridge.features.vad import SileroVad
 
@@ -115,13 +108,6 @@ class AudioFeatures:
             self.encoder.reset()
         self._level: float | None = None  # running speech level (dBFS)
         self._n_speech = 0
-        # syllable-nucleus detector: the last three frame levels (dBFS), the lowest since the last nucleus
-        self._nuc_hist: list[float] = []
-        self._nuc_prev = (-np.inf, False, 0.0)  # (smoothed level, voiced, speech level) of the previous frame
-        self._nuc_sm = -np.inf
-        self._nuc_low = np.inf
-        self._rate_n = 0.0  # nuclei and seconds of speech, both exponentially forgotten over RATE_TAU_S of speech
-        self._rate_s = 0.0
         # embeddings of the window: vectors, their speech weight, the frame count at which each was complete
         self._emb = np.zeros((self.emb_slots, self.emb_dim), np.float32)
         self._emb_w = np.zeros(self.emb_slots, np.float32)
@@ -179,40 +165,8 @@ class AudioFeatures:
                     self._level += (r - self._level) / min(self._n_speech, LEVEL_FRAMES)
             lev = self._level
             rows[k, self.i_rel] = 0.0 if lev is None else max(r - lev, REL_FLOOR_DB)
-            if self.prosody:
-                hit = self._nucleus(rows[k], r, lev)
-                rows[k, self.i_nuc] = hit
-                self._rate_n += hit
-                if rows[k, self.i_vad] >= thr:
-                    a = math.exp(-self.cfg.hop_ms / 1000.0 / RATE_TAU_S)
-                    self._rate_n *= a
-                    self._rate_s = self._rate_s * a + self.cfg.hop_ms / 1000.0
-                rows[k, self.i_rate] = self._rate_n / self._rate_s if self._rate_s >= RATE_MIN_S else 0.0
             offset[k] = NO_SPEECH_OFFSET if lev is None else lev - REF_LEVEL_DB
         return offset
-
-    def _nucleus(self, row: np.ndarray, r: float, lev: float | None) -> float:
-        """Causal syllable-nucleus detector (the rule of ``prosody.syllable_nuclei`` on a 3-frame trailing mean): 1.0
-        when the previous frame was a voiced intensity peak, at least 2 dB above the lowest level since the last
-        nucleus and no more than 25 dB below the speech level. Decided one frame late (10 ms)."""
-        h = self._nuc_hist
-        h.append(r)
-        if len(h) > 3:
-            h.pop(0)
-        sm = sum(h) / len(h)
-        prev_sm, prev_voiced, prev_lev = self._nuc_prev
-        before = self._nuc_sm
-        hit = 0.0
-        if np.isfinite(prev_sm):
-            self._nuc_low = min(self._nuc_low, prev_sm)
-            if (prev_voiced and prev_sm > before and prev_sm >= sm and prev_sm > prev_lev - 25.0
-                    and prev_sm - self._nuc_low >= 2.0):
-                hit = 1.0
-                self._nuc_low = prev_sm
-        voiced = bool(row[self.i_f0] > 0 and row[self.i_vad] >= self.cfg.vad_threshold)
-        self._nuc_sm = prev_sm
-        self._nuc_prev = (sm, voiced, r if lev is None else lev)
-        return hit
 
     def _push_embeddings(self, at: np.ndarray, embs: np.ndarray, rows: np.ndarray) -> None:
         for i, e in zip(at, embs):
@@ -341,8 +295,6 @@ class AudioFeatures:
         n += ["pitch_st_mean", "pitch_st_std", "pitch_st_slope", "pitch_st_range", "voiced_frac"]
         n += [f"{f}_{s}" for f in ("centroid", "flux", "zcr") for s in ("mean", "std", "slope")]
         n += [f"emb{i}_mean" for i in range(self.emb_dim)]
-        if self.prosody:
-            n += ["speech_rate"]
         n += ["onset_rate", "speech_frac", "recent_active"]  # the last column is the voice-activity flag
         return n
 
@@ -405,15 +357,9 @@ class AudioFeatures:
             [p_mu, p_sd, p_sl, p_rng, voiced.mean()],
             np.stack([s_mu, s_sd, s_sl], 1).reshape(-1),
             self.embedding_window(),
-            self._speech_rate(rows) if self.prosody else [],
             [peaks.sum() / dur, vad.mean(), float(voice_active)],
         ]).astype(np.float32)
         return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0), voice_active
-
-    def _speech_rate(self, rows: np.ndarray) -> list[float]:
-        """Syllable nuclei per second of speech over the last few seconds of speech (``RATE_TAU_S``; a syllable rate
-        needs more than the 1.5 s window: measured in 1.5 s windows it did not help, benchmarks/prosody_probe.py)."""
-        return [float(rows[-1, self.i_rate])]
 
 
 def sanitize_audio(samples: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ def feature_schema(audio_cfg: AudioConfig, video_cfg: VideoConfig, tick_hz: floa
         "mask_names": MASK_NAMES,
         "audio": {k: getattr(audio_cfg, k) for k in ("sample_rate", "frame_ms", "hop_ms", "window_s", "n_mels",
                                                       "n_mfcc", "pitch_min_hz", "pitch_max_hz",
-                                                      "vad_threshold", "speech_encoder", "prosody")},
+                                                      "vad_threshold", "speech_encoder")},
         "audio_front_end": ENCODER_FRONT_END if audio_cfg.speech_encoder else AUDIO_FRONT_END,
         "face_window_s": video_cfg.window_s,
         "tick_hz": tick_hz,
@@ -39,11 +39,9 @@ def feature_schema(audio_cfg: AudioConfig, video_cfg: VideoConfig, tick_hz: floa
 
 
 def audio_config(schema: dict) -> AudioConfig:
-    """The audio settings a weights file was trained with (files from before ``speech_encoder`` existed used it,
-    files from before ``prosody`` existed did not)."""
+    """The audio settings a weights file was trained with (files from before ``speech_encoder`` existed used it)."""
     audio = dict(schema["audio"])
     audio.setdefault("speech_encoder", schema.get("audio_front_end") == ENCODER_FRONT_END)
-    audio.setdefault("prosody", False)  # files from before ``prosody`` existed were trained without it
     return AudioConfig(**audio)
 
 
@@ -66,10 +64,6 @@ def schema_mismatch(expected: dict, actual: dict) -> list[str]:
     elif expected.get("audio_front_end") != actual.get("audio_front_end"):
         out.append(f"audio front end: weights were trained with {expected.get('audio_front_end') or 'the v1 front end'}"
                    f", this build computes {actual.get('audio_front_end')}")
-    want, have = bool(expected.get("audio", {}).get("prosody", False)), bool(actual.get("audio", {}).get("prosody"))
-    if want != have and "prosody" not in expected.get("audio", {}):  # weights from before the option: trained without
-        out.append("these weights were trained without the prosodic extras: set audio.prosody: false in the config "
-                   "(or use weights trained with it)")
     if expected.get("face_window_s") != actual.get("face_window_s"):
         out.append(f"video.window_s: weights {expected.get('face_window_s')}, config {actual.get('face_window_s')}")
     return out

@@ -1,18 +1,21 @@
-"""Voice-quality and articulation measures the emotion literature uses, per analysis frame, in numpy/librosa
-(no Praat: the product is MIT, Praat is GPL; ``benchmarks/prosody_probe.py`` compares these with Praat's).
+"""Voice-quality and articulation measures the emotion literature uses, per analysis frame, in numpy/librosa (no
+Praat: the product is MIT, Praat is GPL; ``benchmarks/prosody_probe.py`` compares these with Praat's). Measured
+with that probe, none helped enough to become a product feature (docs/MODEL_CARD.md, "Prosodic extras"): they
+live here, with their tests (tests/test_prosody_measures.py), for the next try.
 
-All are frame-local (each frame's value depends only on that frame's samples), so a stream gives the same values
-at any block size, and none moves with the microphone's gain (frequencies, ratios of periods, ratios of
+All are frame-local (each frame's value depends only on that frame's samples, so a stream would give the same
+values at any block size) and none moves with the microphone's gain (frequencies, ratios of periods, ratios of
 amplitudes in dB, ratios of correlations):
 
 - **Formants F1-F3** (Hz): LPC (librosa.lpc, Burg, order 10) of the frame resampled to 11 kHz (as Praat: five
   formants below 5.5 kHz), pre-emphasised and Hamming-windowed; the roots of the predictor polynomial above the
   real axis give frequencies ``angle * fs / 2pi`` and bandwidths ``-ln|z| * fs / pi``; the three lowest with
   frequency 90 Hz .. fs/2 - 50 Hz and bandwidth < 1 kHz.
-- **Jitter (local)**: glottal-cycle marks found by peak picking guided by the frame's pitch (each mark the
-  largest sample, on the frame's dominant polarity, 0.8..1.25 periods after the previous one, parabolically
+- **Jitter (local)**: glottal-cycle marks by peak picking guided by the frame's pitch (each mark the largest
+  sample, on the frame's dominant polarity, 0.8..1.25 periods after the previous one, parabolically
   interpolated); ``mean |T_i - T_{i-1}| / mean T`` over consecutive periods that differ by less than a factor 1.3
-  (Praat's period factor). **Shimmer (local, dB)**: ``mean |20 log10(A_i / A_{i-1})|`` of the marks' amplitudes.
+  (Praat's period factor). **Shimmer (local, dB)**: ``mean |20 log10(A_i / A_{i-1})|`` of the periods' peak
+  amplitudes (the waveform's largest excursion between a period's two marks).
 - **Harmonics-to-noise ratio** (dB): the normalised cross-correlation ``r`` of two pitch periods with the next
   two, at the best lag next to the period (parabolic peak), ``10 log10(r / (1 - r))`` (Boersma 1993, the
   quantity of Praat's cc method), limited to -20..40 dB.
