@@ -227,11 +227,11 @@ class Bridge:
             return
         now = clock.now()
         if kicked:
-            # never faster than the tick rate: at least 0.6 periods after the last tick and 1.9 after the one before.
+            # never faster than the tick rate: at least 0.6 periods after the last tick and 2 after the one before.
             # A face result that comes sooner is ticked at that moment rather than dropped: face results do not come
             # evenly spaced (a frame held while the face is steady, video.steady_face_fps, is ready ~1 ms after
             # capture, an analysed one ~10-15 ms after), and dropping them cost a fifth of the states
-            earliest = max(self._last_tick + 0.6 * period, self._prev_tick + 1.9 * period)
+            earliest = max(self._last_tick + 0.6 * period, self._prev_tick + 2.0 * period)
             if now < earliest:
                 if self._stop.wait(earliest - now):
                     return
