@@ -205,8 +205,8 @@ def main(argv=None) -> int:
                     "video.steady_face_fps": 15.0},
         "default_steady_off": {"video.face_fps": 30.0, "video.idle_face_fps": 10.0, "video.expression_fps": 10.0},
         # the landmarker at 15 per second while the face is steady, the last observation held in between
-        "steady_15": {"video.steady_face_fps": 15.0},
-        "steady_15_change_0.05": {"video.steady_face_fps": 15.0, "video.steady_max_change": 0.05},
+        "steady_15": {"video.steady_face_fps": 15.0},  # steady_max_change 0.05, the default
+        "steady_15_change_0.1": {"video.steady_face_fps": 15.0, "video.steady_max_change": 0.1},
         "steady_10": {"video.steady_face_fps": 10.0},
         "face_fps_30_idle_10": {"video.face_fps": 30.0, "video.idle_face_fps": 10.0},
         "skip_unchanged_2": {"video.skip_unchanged": 2.0, "video.face_fps": 30.0},

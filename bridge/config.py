@@ -71,7 +71,7 @@ class VideoConfig(_Strict):
     # while every face is steady (expression and position barely changed between the landmarker's last two runs),
     # run the landmarker at most this often and hold the last observation on the frames in between; 0 = off
     steady_face_fps: float = Field(15.0, ge=0, le=240)
-    steady_max_change: float = Field(0.1, gt=0, le=1)  # "barely": every blendshape moved by less than this
+    steady_max_change: float = Field(0.05, gt=0, le=1)  # "barely": every blendshape moved by less than this
     calibration_s: float = Field(2.0, gt=0, le=60)
     calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 

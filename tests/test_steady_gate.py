@@ -62,8 +62,9 @@ def test_a_steady_face_is_analysed_every_other_frame_and_held_in_between(face_vi
     kinds = [k for k, _, _ in v]
     assert kinds[:2] == ["run", "run"]  # steadiness needs two runs to compare
     assert kinds.count("drop") == 0 and kinds.count("run") + kinds.count("hold") == len(kinds)
-    # the demo face (a photo, moving slowly) is steady throughout: about every other frame is held
-    assert 0.4 <= kinds.count("hold") / len(kinds) <= 0.5
+    # a photo moving slowly: steady most of the time (landmarker jitter makes some runs "not steady"), so up to
+    # every other frame is held (measured: 39 % of the frames with steady_max_change 0.05)
+    assert 0.3 <= kinds.count("hold") / len(kinds) <= 0.5
     assert "hold,hold" not in ",".join(kinds)  # never two in a row at 15 of 30 per second
     for i, (k, obs, t) in enumerate(v):
         if k == "hold":  # the last run's observation, re-stamped to this frame
@@ -131,17 +132,17 @@ def test_steadiness_needs_every_face_and_resets():
     assert g.decide(img, 0.0) == "run"
     g.seen(True, 0.0, [face()])
     assert not g.steady and g.decide(img, 1 / 30) == "run"
-    g.seen(True, 1 / 30, [face(bs=0.05)])
+    g.seen(True, 1 / 30, [face(bs=0.03)])
     assert g.steady and g.decide(img, 2 / 30) == "hold" and g.decide(img, 3 / 30) == "run"
-    g.seen(True, 3 / 30, [face(bs=0.2)])  # jaw opened by 0.15: not steady
+    g.seen(True, 3 / 30, [face(bs=0.1)])  # jaw opened by 0.07: not steady
     assert g.decide(img, 4 / 30) == "run"
-    g.seen(True, 4 / 30, [face(bs=0.2, shift=0.02)])  # moved by 10 % of the face height: not steady
+    g.seen(True, 4 / 30, [face(bs=0.1, shift=0.02)])  # moved by 10 % of the face height: not steady
     assert g.decide(img, 5 / 30) == "run"
-    g.seen(True, 5 / 30, [face(bs=0.2, shift=0.02)])
+    g.seen(True, 5 / 30, [face(bs=0.1, shift=0.02)])
     assert g.steady
-    g.seen(True, 6 / 30, [face(bs=0.2, shift=0.02), face()])  # a second face came: not steady
+    g.seen(True, 6 / 30, [face(bs=0.1, shift=0.02), face()])  # a second face came: not steady
     assert not g.steady
-    g.seen(True, 7 / 30, [face(bs=0.2, shift=0.02), face()])
+    g.seen(True, 7 / 30, [face(bs=0.1, shift=0.02), face()])
     assert g.steady
     g.reset()
     assert not g.steady and g.decide(img, 8 / 30) == "run"

@@ -677,7 +677,7 @@ class FrameGate:
 
     def __init__(self, face_fps: float = 0.0, unchanged_level: float = 0.0, refresh_s: float = 1.0,
                  idle_fps: float = 0.0, idle_after_s: float = 2.0, steady_fps: float = 0.0,
-                 steady_change: float = 0.1):
+                 steady_change: float = 0.05):
         self.min_interval = 0.75 / face_fps if face_fps and face_fps > 0 else 0.0
         self.idle_interval = max(self.min_interval, 0.75 / idle_fps) if idle_fps and idle_fps > 0 else 0.0
         self.idle_after_s = float(idle_after_s)
