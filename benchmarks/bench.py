@@ -349,11 +349,13 @@ def outside_run(args: list[str], warm_s: float, measure_s: float, duration_s: fl
     import re
 
     m = re.search(r"sent (\d+) states", text)
-    lat = re.search(r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms(?:; (\d+) face frames)?", text)
+    lat = re.search(r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms(?:; (\d+) face frames)?(?: \(the landmarker ran on "
+                    r"(\d+))?", text)
     r.update(rc=rc, command=" ".join(cmd), states_sent=int(m.group(1)) if m else None,
              states_per_s=(int(m.group(1)) / duration_s) if m else None, log=str(log),
              latency_p50_ms=float(lat.group(1)) if lat else None, latency_p99_ms=float(lat.group(2)) if lat else None,
-             face_frames_per_s=(int(lat.group(3)) / duration_s) if lat and lat.group(3) else None)
+             face_frames_per_s=(int(lat.group(3)) / duration_s) if lat and lat.group(3) else None,
+             landmarker_runs_per_s=(int(lat.group(4)) / duration_s) if lat and lat.group(4) else None)
     if rc != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed (rc {rc}):\n{_tail(log)}")
     return r
@@ -437,7 +439,10 @@ def bench_outside(prof: dict, workdir: Path, face_model: str, weights: str | Non
                     "pct_of_one_core_median": float(np.median([r["pct_of_one_core"] for r in rs])),
                     "bench_over_independent": [r["bench_over_independent"] for r in rs],
                     "loadavg_at_start": [r["loadavg_1min_at_start"] for r in rs],
-                    "others_busy_pct_of_all_cores": [r["others_busy_pct_of_all_cores"] for r in rs]}
+                    "others_busy_pct_of_all_cores": [r["others_busy_pct_of_all_cores"] for r in rs],
+                    "face_frames_per_s": [r.get("face_frames_per_s") for r in rs],
+                    "landmarker_runs_per_s": [r.get("landmarker_runs_per_s") for r in rs],
+                    "latency_p99_ms": [r.get("latency_p99_ms") for r in rs]}
     allr = [r for rs in runs.values() for r in rs]
     out["pct_of_all_cores"] = float(np.median([r["pct_of_all_cores"] for r in allr]))
     out["pct_of_one_core"] = float(np.median([r["pct_of_one_core"] for r in allr]))
@@ -750,6 +755,7 @@ def child_bridge(spec: dict) -> None:
         sc0 = stages.snapshot()
         sys0 = psutil.cpu_times()
         f0, p0, n_calls0, w0 = bridge.face_frames, bridge.hub.published, len(calls), time.perf_counter()
+        g0 = dict(bridge.gate.counts)
         nf0, nt0 = len(face_ev), len(tick_ev)
         t_start_wall = time.time()
         time.sleep(spec["bridge_s"])
@@ -758,6 +764,7 @@ def child_bridge(spec: dict) -> None:
         sc1 = stages.snapshot()
         sys1 = psutil.cpu_times()
         f1, p1, w1 = bridge.face_frames, bridge.hub.published, time.perf_counter()
+        gate = {k: v - g0.get(k, 0) for k, v in bridge.gate.counts.items()}
         t_end_wall = time.time()
         health = bridge.health()
         lat_self = list(bridge.hub.latencies_ms)[-(p1 - p0):] if p1 > p0 else []
@@ -776,7 +783,7 @@ def child_bridge(spec: dict) -> None:
     out = {
         "wall_s": wall, "cpu_s": cpu, "machine_busy_s": machine_busy, "t_start_wall": t_start_wall,
         "t_end_wall": t_end_wall,
-        "face_frames": f1 - f0, "published": p1 - p0, "threads_cpu_s": threads,
+        "face_frames": f1 - f0, "published": p1 - p0, "threads_cpu_s": threads, "gate": gate,
         "stage_s": {k: st1[k] - st0.get(k, 0.0) for k in st1},
         "face_calls_s": face_calls, "self_latency_ms": lat_self, "parts_ms": parts,
         "floor_before": floor_before, "floor_after": floor_after,
@@ -892,7 +899,7 @@ def faces_row(r: dict) -> dict:
     st, w = r["stages"], r["wire"]
     return {"num_faces": st["num_faces"], "people_in_view_at_end": st["people_in_view_at_end"],
             "pct_of_all_cores": st["pct_of_all_cores"], "states_per_s": st["states_per_s"],
-            "face_frames_per_s": st["face_frames_per_s"],
+            "face_frames_per_s": st["face_frames_per_s"], "landmarker_runs_per_s": st.get("landmarker_runs_per_s"),
             "wire_p50_ms": w["ws_receive_minus_t_capture_ms"]["p50"],
             "wire_p99_ms": w["ws_receive_minus_t_capture_ms"]["p99"],
             "others_busy_pct_of_all_cores": st["others_busy_pct_of_all_cores"],
@@ -997,6 +1004,10 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         "num_faces": num_faces, "people_in_view_at_end": b.get("people_in_view"),
         "expression_runs_per_face_frame": (b["expression_runs"] / max(1, b["face_frames"])
                                            if b.get("expression_runs") is not None else None),
+        # the frame gate: landmarker runs, frames held while the face was steady (video.steady_face_fps), still
+        # frames reused, frames above video.face_fps
+        "gate_per_s": {k: v / wall for k, v in b.get("gate", {}).items()},
+        "landmarker_runs_per_s": b.get("gate", {}).get("run", 0) / wall,
         "notes": "inside the bench's own bridge process (the wire run): thread CPU time per stage; the outside "
                  "figure of the plain command is the cpu section",
     }
@@ -1654,7 +1665,8 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
                 x = c[key]["pct_of_all_cores"]
                 rows.append(("cpu (outside)", f"emotion-bridge run, {key.replace('_', ' ')}",
                              f"{_f(x['median'])} % of {c['cores']} cores (runs {_f(x['min'])}-{_f(x['max'])}); "
-                             f"load {', '.join(_f(v) for v in c[key]['loadavg_at_start'])}"))
+                             f"load {', '.join(_f(v) for v in c[key]['loadavg_at_start'])}; landmarker runs/s "
+                             f"{', '.join(_f(v) for v in c[key].get('landmarker_runs_per_s') or [])}"))
         for name, x in c.get("presets", {}).items():
             rows.append(("cpu (outside)", f"preset {name}", _spread(x["pct_of_all_cores"], c["cores"])))
         for name, x in c.get("empty_room", {}).items():
@@ -1674,7 +1686,8 @@ def summary_rows(res: dict) -> list[tuple[str, str, str]]:
         for n, r in c.get("by_faces", {}).items():
             rows.append(("people in view", f"{n} face{'s' if str(n) != '1' else ''}",
                          f"{_f(r['pct_of_all_cores'])} % of all cores, {_f(r['states_per_s'])} states/s, "
-                         f"{_f(r['face_frames_per_s'])} face frames/s, capture-to-wire p50 {_f(r['wire_p50_ms'])} / "
+                         f"{_f(r['face_frames_per_s'])} face frames/s (landmarker "
+                         f"{_f(r.get('landmarker_runs_per_s'))}/s), capture-to-wire p50 {_f(r['wire_p50_ms'])} / "
                          f"p99 {_f(r['wire_p99_ms'])} ms; ms: " + ", ".join(
                              f"{k} {_f(v, 2)}" for k, v in r["ms"].items() if not k.startswith(" "))))
     if "faces" in s:
@@ -1811,11 +1824,12 @@ def markdown(res: dict) -> str:
         by = s["stages"].get("by_faces", {})
         if by:
             keys = [k for k in next(iter(by.values()))["ms"] if not k.startswith(" ")]
-            out += ["| people in view | % of all cores | states/s | face frames/s | wire p50 / p99 ms | "
-                    + " | ".join(f"{k} ms" for k in keys) + " |", "|---" * (5 + len(keys)) + "|"]
+            out += ["| people in view | % of all cores | states/s | face frames/s | landmarker runs/s | "
+                    "wire p50 / p99 ms | " + " | ".join(f"{k} ms" for k in keys) + " |", "|---" * (6 + len(keys)) + "|"]
             for n, r in by.items():
                 out.append(f"| {n} | {_f(r['pct_of_all_cores'])} | {_f(r['states_per_s'])} | "
-                           f"{_f(r['face_frames_per_s'])} | {_f(r['wire_p50_ms'])} / {_f(r['wire_p99_ms'])} | "
+                           f"{_f(r['face_frames_per_s'])} | {_f(r.get('landmarker_runs_per_s'))} | "
+                           f"{_f(r['wire_p50_ms'])} / {_f(r['wire_p99_ms'])} | "
                            + " | ".join(_f(r["ms"].get(k), 2) for k in keys) + " |")
             out.append("")
     if "faces" in s:

@@ -10,6 +10,9 @@ window vector the model sees, the model's probabilities and its labels (agreemen
   240 px on a 640x480 canvas, held 1.5 s: 0.75 s still (the same frame plus camera-like noise, sigma 2 grey
   levels), then 0.75 s moving slightly. Many faces, many expressions, and still stretches where skipping acts.
 
+* ``talking``: the astronaut photo whose mouth opens and closes with espeak-ng speech (the loudness envelope; the
+  test media of ``tests/people_media.py``), drifting slowly: a face that is rarely steady.
+
 Results go to JSON (``--out``); docs/PERFORMANCE.md quotes them.
 """
 
@@ -65,6 +68,22 @@ def ferplus_video(path: Path, n_faces: int = 16, hold_s: float = 1.5, fps: float
     return path
 
 
+def talking_video(path: Path, face_model: str) -> Path:
+    """The astronaut speaking: its mouth opened per video frame by the loudness of espeak-ng speech."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import people_media as pm
+
+    _, y, sr = pm.speech(path.with_suffix(".wav"), "Hello, I am so happy to see you here tonight. What a wonderful "
+                                                   "day it is, and how lovely that you came.")
+    face = pm.astronaut(240)
+    mouth = pm.find_mouth(face, face_model)
+    n = int(np.ceil(len(y) / sr * pm.FPS))
+    env = pm.envelope(y, sr, n)
+    frames = [[(pm.open_mouth(face, mouth, env[i]), int(200 + 15 * np.sin(2 * np.pi * i / n)),
+                int(60 + 8 * np.cos(2 * np.pi * i / n)))] for i in range(n)]
+    return pm.write_video(path, frames)
+
+
 def truth_scores(states, truth: list | None) -> dict:
     """Label accuracy and unweighted average recall against the FER+ majority label of each frame's face."""
     if not truth:
@@ -78,7 +97,7 @@ def truth_scores(states, truth: list | None) -> dict:
 
 
 OFF = {"video.face_fps": 0.0, "video.skip_unchanged": 0.0, "video.idle_face_fps": 0.0, "video.expression_fps": 0.0,
-       "people.num_faces": 1, "audio.enabled": False}
+       "video.steady_face_fps": 0.0, "people.num_faces": 1, "audio.enabled": False}
 
 
 def observations(video: Path, face_model: str, over: dict):
@@ -163,7 +182,8 @@ def main(argv=None) -> int:
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--workdir", default="/tmp/emotion-bridge-face-accuracy")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--videos", default="astronaut,ferplus", help="comma-separated: astronaut, ferplus")
+    ap.add_argument("--videos", default="astronaut,ferplus,talking", help="comma-separated: astronaut, ferplus, "
+                                                                         "talking")
     ap.add_argument("--variants", default="", help="comma-separated variant names (default: all)")
     a = ap.parse_args(argv)
     from bridge.demo import make_face_video
@@ -172,13 +192,23 @@ def main(argv=None) -> int:
     model = str(fm.resolve(a.face_model))
     wd = Path(a.workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    videos = {"astronaut": wd / "astronaut.mp4", "ferplus": wd / "ferplus.mp4"}
+    videos = {"astronaut": wd / "astronaut.mp4", "ferplus": wd / "ferplus.mp4", "talking": wd / "talking.avi"}
     if not videos["astronaut"].is_file():
         make_face_video(videos["astronaut"])
     if not videos["ferplus"].is_file():
         ferplus_video(videos["ferplus"])
+    if "talking" in a.videos and not videos["talking"].is_file():
+        talking_video(videos["talking"], model)
     variants = {
-        "default (face_fps 30, idle 10)": {"video.face_fps": 30.0, "video.idle_face_fps": 10.0},
+        # today's defaults: face_fps 30, idle 10, expression_fps 10, steady_face_fps 15
+        "default": {"video.face_fps": 30.0, "video.idle_face_fps": 10.0, "video.expression_fps": 10.0,
+                    "video.steady_face_fps": 15.0},
+        "default_steady_off": {"video.face_fps": 30.0, "video.idle_face_fps": 10.0, "video.expression_fps": 10.0},
+        # the landmarker at 15 per second while the face is steady, the last observation held in between
+        "steady_15": {"video.steady_face_fps": 15.0},  # steady_max_change 0.05, the default
+        "steady_15_change_0.1": {"video.steady_face_fps": 15.0, "video.steady_max_change": 0.1},
+        "steady_10": {"video.steady_face_fps": 10.0},
+        "face_fps_30_idle_10": {"video.face_fps": 30.0, "video.idle_face_fps": 10.0},
         "skip_unchanged_2": {"video.skip_unchanged": 2.0, "video.face_fps": 30.0},
         "skip_unchanged_4": {"video.skip_unchanged": 4.0, "video.face_fps": 30.0},
         "face_fps_15": {"video.skip_unchanged": 0.0, "video.face_fps": 15.0},

@@ -76,6 +76,10 @@ class VideoConfig(_Strict):
     calibration: Literal["auto", "command", "off"] = "auto"
     small_faces: bool = True  # look for far-away faces (narrower than ~1/5 of the frame) in parts of the frame
     expression_fps: float = Field(10.0, ge=0, le=240)  # expression network per face at most this often; 0 = every frame
+    # while every face is steady (expression and position barely changed between the landmarker's last two runs),
+    # run the landmarker at most this often and hold the last observation on the frames in between; 0 = off
+    steady_face_fps: float = Field(15.0, ge=0, le=240)
+    steady_max_change: float = Field(0.05, gt=0, le=1)  # "barely": every blendshape moved by less than this
     calibration_s: float = Field(2.0, gt=0, le=60)
     calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 

@@ -79,3 +79,18 @@ def test_crop_follows_face_size_position_and_roll():
     assert roll2 == pytest.approx(20, abs=1e-3) and side2 == pytest.approx(side * 0.5)
     img = np.full((1000, 1000, 3), 128, np.uint8)
     assert crop_face(img, lm2).shape == (112, 112, 3)
+
+
+def test_one_face_layout_is_bit_identical(model):
+    """The live path (one face per call) runs a channels-last copy of the network for speed: on the 9 real face
+    crops, one at a time, its probabilities and embeddings are exactly those of the plain network."""
+    from convert_face_api import reference_inputs
+
+    crops, _ = reference_inputs()
+    for c in crops:
+        x = net_input(c)
+        probs, emb = model(x)
+        with torch.no_grad():
+            logits, e = model.net(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
+        assert np.array_equal(emb, e.numpy())
+        assert np.array_equal(probs, torch.softmax(logits, 1).numpy())

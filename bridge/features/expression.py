@@ -17,6 +17,7 @@ notice travel in the same file and in ``weights/FACE_API_LICENSE``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from functools import lru_cache
@@ -313,6 +314,11 @@ class ExpressionModel:
     def __init__(self, path: Path | str = DEFAULT_WEIGHTS):
         self.path = Path(path)
         self.net = build_net(self.path)
+        # the same network in channels-last memory layout, for one face at a time (the live path): oneDNN's
+        # depthwise and pointwise convolutions are faster on it (5.4 -> 3.7-4.7 ms of CPU per call here) and, for
+        # a single image, give bit-identical outputs (tests/test_expression.py); batches keep the plain layout,
+        # whose results differ from it by ~2e-6 at 64 images
+        self._net_one = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
         _, self.meta = load_tfjs_weights(self.path)
 
     @torch.no_grad()
@@ -321,7 +327,10 @@ class ExpressionModel:
         x = np.asarray(inputs, np.float32)
         if x.ndim == 3:
             x = x[None]
-        logits, emb = self.net(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+        if len(x) == 1:  # NHWC as it comes is channels-last NCHW: a view, no copy
+            logits, emb = self._net_one(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
+        else:
+            logits, emb = self.net(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
         return torch.softmax(logits, 1).numpy(), emb.numpy()
 
 
