@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch; torch.set_num_threads(1)
 from bridge.training.face_eval import load_images, _prepare, _ModelRunner
-from bridge.features.face import FaceTracker, FaceObservation
-from bridge.features.expression import EXPRESSION_LABELS
-from bridge.labels import LABELS
+from bridge.features.face import FaceTracker
 from bridge.features import face_model as fm
 shared = Path(__file__).resolve().parents[2] / 'shared'
 images, y, _, kind = load_images(shared / 'data' / 'ferplus' / 'ferplus_valid.npz', 600, min_agreement=0.7)
@@ -23,20 +21,10 @@ obs = [tr.process(_prepare(im, kind), 0.0) for im in images]; tr.close()
 ok = [i for i, o in enumerate(obs) if o.present and o.expression is not None]
 print('faces', len(ok), 'face path acc', np.mean([np.argmax(obs[i].expression) == y[i] for i in ok]))
 for w in sys.argv[1:]:
-    r = _ModelRunner(w, 2.0)
-    for jit in (0.0, 0.02):
-        rng = np.random.default_rng(0); pred = []
-        for i in ok:
-            o = obs[i]; eng = r._Engine(r.audio_cfg, r.video_cfg, use_audio=False); r.model.reset()
-            for k in range(int(r.hold_s * r.tick_hz)):
-                t = (k + 1) / r.tick_hz
-                bs = np.clip(o.blendshapes + rng.normal(0, jit, o.blendshapes.shape), 0, 1).astype(np.float32) if jit else o.blendshapes
-                ex = o.expression
-                if jit:
-                    ex = np.clip(ex + rng.normal(0, jit, ex.shape), 1e-4, None); ex = (ex / ex.sum()).astype(np.float32)
-                eng.push_face(FaceObservation(t, True, bs, o.pose, o.size, None, ex))
-                out = r.model.step(eng.vector(t)[0])
-            lab = LABELS[int(np.argmax(out.probs))]; pred.append(EXPRESSION_LABELS.index('neutral' if lab == 'calm' else lab))
-        pred = np.array(pred); yy = y[ok]
+    runner = _ModelRunner(w, 2.0)
+    yy = y[ok]
+    for noise in (0.0, 0.02):
+        rng = np.random.default_rng(0)
+        pred = np.array([runner(obs[i], noise, rng) for i in ok])
         rec = [np.mean(pred[yy == c] == c) for c in range(7) if (yy == c).any()]
-        print(os.path.basename(w), 'jitter', jit, 'acc %.3f UAR %.3f' % (np.mean(pred == yy), np.mean(rec)), flush=True)
+        print(os.path.basename(w), 'noise', noise, 'acc %.3f UAR %.3f' % (np.mean(pred == yy), np.mean(rec)), flush=True)

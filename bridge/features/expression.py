@@ -51,18 +51,30 @@ class WeightsError(ValueError):
     pass
 
 
+def file_sha256(path: Path | str) -> str:
+    """sha256 of a file, computed once per file version (start-up checks the same weight files more than once)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _file_sha256(str(p), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def verify_weights(path: Path | str) -> Path:
     """A shipped weights file (one of ``SHA256``, in the package's weights folder) must have its recorded sha256;
     other paths (a user's own weights) are not checked."""
-    import hashlib
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"face expression weights not found: {path} (reinstall emotion-bridge)")
     want = SHA256.get(path.name)
     if want is None or path.resolve().parent != WEIGHTS_DIR.resolve():
         return path
-    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    h = file_sha256(path)
     if h != want:
         raise WeightsError(f"{path}: sha256 {h[:16]}... is not the shipped file's {want[:16]}... (truncated or "
                            f"altered); reinstall emotion-bridge (pip install --force-reinstall emotion-bridge)")
@@ -180,7 +192,11 @@ def load_tfjs_weights(path: Path = DEFAULT_WEIGHTS) -> tuple[dict[str, np.ndarra
 
 
 def build_net(path: Path = DEFAULT_WEIGHTS) -> ExpressionNet:
-    weights, _ = load_tfjs_weights(path)
+    return net_from_weights(load_tfjs_weights(path)[0], path)
+
+
+def net_from_weights(weights: dict[str, np.ndarray], path: Path | str = "") -> ExpressionNet:
+    """The network from ``load_tfjs_weights``'s arrays (``path`` only names the file in error messages)."""
     net = ExpressionNet()
     sd = net.state_dict()
     new = {}
@@ -313,13 +329,13 @@ class ExpressionModel:
 
     def __init__(self, path: Path | str = DEFAULT_WEIGHTS):
         self.path = Path(path)
-        self.net = build_net(self.path)
+        weights, self.meta = load_tfjs_weights(self.path)
+        self.net = net_from_weights(weights, self.path)
         # the same network in channels-last memory layout, for one face at a time (the live path): oneDNN's
         # depthwise and pointwise convolutions are faster on it (5.4 -> 3.7-4.7 ms of CPU per call here) and, for
         # a single image, give bit-identical outputs (tests/test_expression.py); batches keep the plain layout,
         # whose results differ from it by ~2e-6 at 64 images
         self._net_one = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
-        _, self.meta = load_tfjs_weights(self.path)
 
     @torch.no_grad()
     def __call__(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,9 +390,7 @@ class FaceExpression:
         self.model = ExpressionModel(weights)
         self.head = FaceHead(head) if head is not None and Path(head).is_file() else None
         if self.head is not None and self.head.meta.get("network_sha256"):
-            import hashlib
-
-            if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != self.head.meta["network_sha256"]:
+            if file_sha256(weights) != self.head.meta["network_sha256"]:
                 import logging
 
                 logging.getLogger(__name__).warning(

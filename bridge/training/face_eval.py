@@ -148,7 +148,9 @@ class _ModelRunner:
         self.hold_s = hold_s
         self._Engine = FeatureEngine
 
-    def __call__(self, obs) -> int:
+    def __call__(self, obs, noise: float = 0.0, rng: np.random.Generator | None = None) -> int:
+        """``noise`` > 0: Gaussian noise of that sigma on the blendshapes and expression probabilities of every frame
+        (a camera never gives the exact same numbers twice; a perfectly still face has window spreads of 0)."""
         from bridge.features.face import FaceObservation
         from bridge.labels import LABELS
 
@@ -157,7 +159,12 @@ class _ModelRunner:
         out = None
         for k in range(int(self.hold_s * self.tick_hz)):
             t = (k + 1) / self.tick_hz
-            eng.push_face(FaceObservation(t, True, obs.blendshapes, obs.pose, obs.size, None, obs.expression))
+            bs, ex = obs.blendshapes, obs.expression
+            if noise > 0:
+                bs = np.clip(bs + rng.normal(0, noise, bs.shape), 0, 1).astype(np.float32)
+                ex = np.clip(ex + rng.normal(0, noise, ex.shape), 1e-4, None)
+                ex = (ex / ex.sum()).astype(np.float32)
+            eng.push_face(FaceObservation(t, True, bs, obs.pose, obs.size, None, ex))
             out = self.model.step(eng.vector(t)[0])
         lab = LABELS[int(np.argmax(out.probs))]
         return EXPRESSION_LABELS.index("neutral" if lab == "calm" else lab)
