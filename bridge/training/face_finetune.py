@@ -531,6 +531,8 @@ def _main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=CONFIG["epochs"])
     ap.add_argument("--seed", type=int, default=CONFIG["seed"])
     ap.add_argument("--lr", type=float, default=CONFIG["lr"])
+    ap.add_argument("--freeze-blocks", type=int, default=CONFIG["freeze_blocks"],
+                    help="how many of the four dense blocks (from the input) stay as --base has them")
     ap.add_argument("--limit", type=int, default=0, help="train on this many faces only (a smoke run)")
     ap.add_argument("--no-valid", action="store_true", help="skip the per-epoch FER+ validation scores")
     ap.add_argument("--stage", choices=("train", "compare", "finish"), default="train",
@@ -558,6 +560,9 @@ def _main(argv=None) -> int:
         tr = dict(tr, keep=keep)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    from bridge.features.expression import load_tfjs_weights
+
+    base_meta = load_tfjs_weights(Path(a.base))[1]
 
     def extra(rep: dict) -> dict:
         return {"fine_tuned": {
@@ -567,13 +572,15 @@ def _main(argv=None) -> int:
         "targets": "FER+ vote distribution over the 7 expressions, classes weighted by prior**-balance",
         "inputs": "the bridge's landmark crop (bridge.features.expression.crop_square) of MediaPipe landmarks",
         "base_weights_sha256": sha256(Path(a.base)), "script": "bridge/training/face_finetune.py",
+        "base_fine_tuned": base_meta.get("fine_tuned"),  # a second stage: what --base itself was tuned with
         "valid_last_epoch": rep["history"][-1].get("valid")}}
 
     def checkpoint(net, ep, rec):
         save_weights(net, out / f"epoch{ep}.npz", Path(a.base), {})
         (out / "progress.json").write_text(json.dumps(rec, indent=1, default=str))
 
-    net, rep = finetune(tr, va, Path(a.base), {"epochs": a.epochs, "seed": a.seed, "lr": a.lr}, checkpoint=checkpoint)
+    net, rep = finetune(tr, va, Path(a.base), {"epochs": a.epochs, "seed": a.seed, "lr": a.lr,
+                                               "freeze_blocks": a.freeze_blocks}, checkpoint=checkpoint)
     save_weights(net, out / "face_expression_ferplus.npz", Path(a.base), extra(rep))
     (out / "finetune.json").write_text(json.dumps(rep, indent=1, default=str))
     log.info("wrote %s (%.0f s training)", out / "face_expression_ferplus.npz", rep["train_s"])
