@@ -42,8 +42,8 @@ DEFAULT_WEIGHTS = FINETUNED_WEIGHTS
 # regenerates one (tools/convert_face_api.py, bridge/training/face_finetune.py) records its new digest here
 SHA256 = {
     "face_expression.npz": "56afe4bf6630016745495660982c1b441298b609f23d7ad5b07d61cd7625e723",
-    "face_expression_ferplus.npz": "c8b5cbd294ffbe4d524d0d567aab70a455da475450da256be58a3c51ec270097",
-    "face_head.npz": "b95ac6e2c2107dcd7ee7076f34dc63810dea77760ec74396a051084655e65a4d",
+    "face_expression_ferplus.npz": "f4787c210930e5d8b2f8802bd7789e59539d55229a29af5019e8455623727eb4",
+    "face_head.npz": "a7ba405af028b231cbacf83e4888ae10bd4c0c6d503d85ec17b2cb0decccf6d4",
 }
 
 
