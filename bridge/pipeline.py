@@ -452,7 +452,8 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
                               cfg.video.max_input_side, small_faces=cfg.video.small_faces,
-                              num_faces=cfg.people.num_faces, expression_fps=cfg.video.expression_fps)
+                              num_faces=cfg.people.num_faces, expression_fps=cfg.video.expression_fps,
+                              search_fps=cfg.people.search_fps)
         gate = FrameGate.from_config(cfg.video)
         last = None
         try:

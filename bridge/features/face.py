@@ -124,11 +124,31 @@ def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
 
 
 class FaceTracker:
-    """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames."""
+    """MediaPipe FaceLandmarker (Tasks API, VIDEO mode, blendshapes + transformation matrix) on BGR frames.
+
+    **Several faces, detector on demand** (VIDEO mode, ``num_faces`` N > 1). MediaPipe's VIDEO mode runs its face
+    detector on every frame while it tracks fewer faces than its ``num_faces`` allows (there is no setting for
+    how often): with one visitor and ``num_faces`` 4 that cost ~14 % more landmarker CPU and, because the
+    detector's fresh box each frame moves the landmarks, changed the one-face evidence. So the tracker keeps one
+    VIDEO-mode landmarker per face count k = 1..N (created when first needed, or all at once by
+    :meth:`prepare`) and each frame runs the one whose k equals the number of faces it tracks (at least 1): while
+    everyone is followed it only tracks. With one face in view that is exactly the ``num_faces`` 1 landmarker,
+    fed exactly the same frames and timestamps, so the evidence is bit-identical. At most ``search_fps`` times a
+    second (while fewer than N faces are tracked and at least one is) the face detector of the same model bundle
+    alone (~2 ms) looks for newcomers on the same frame; only when it sees more faces than are tracked does the
+    k-face landmarker for that count run on the frame, and only when it finds more faces is its result used and
+    the tracker moves to it. When the landmarker finds fewer faces than it expects for ``DOWN_S`` seconds on end,
+    the tracker moves down (until then that landmarker's own detector looks for the missing face on every frame,
+    so a face hidden for a moment, e.g. by a passer-by, is found again at once). A landmarker that was not fed
+    for a while holds stale tracks (and smoothing state) of faces long gone: before it is used again it is fed
+    one black frame, which clears them (afterwards it gives what a new landmarker gives, bit for bit).
+    """
+
+    DOWN_S = 1.0  # seconds with fewer faces than the landmarker expects before moving to a smaller one
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
                  running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1,
-                 expression_fps: float = 0.0):
+                 expression_fps: float = 0.0, search_fps: float = 2.5):
         """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
         "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
         ``expression``: run the expression network on each face's crop (one small network call per face).
@@ -138,34 +158,38 @@ class FaceTracker:
         the frame.
         ``expression_fps``: run the expression network on each face at most this often (0 = on every frame);
         in between, a face keeps its last expression (matched to the last frame's faces by box overlap, so
-        each person keeps their own). VIDEO mode only: unrelated still images always get their own."""
+        each person keeps their own). VIDEO mode only: unrelated still images always get their own.
+        ``num_faces``: faces tracked at most. ``search_fps``: with ``num_faces`` > 1 in VIDEO mode, how often a
+        second the detector looks for newcomers while fewer faces are tracked (see the class docstring)."""
         import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions
-        from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
-
-        from bridge.features.landmarker_results import fast_results
+        from mediapipe.tasks.python.vision import FaceLandmarker, RunningMode
 
         self._mp = mp
-        opts = FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=RunningMode.IMAGE if running_mode == "image" else RunningMode.VIDEO,
-            num_faces=num_faces,
-            min_face_detection_confidence=min_detection_confidence,
-            min_face_presence_confidence=min_detection_confidence,
-            min_tracking_confidence=0.5,
-            output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
-        )
-        # results read with numpy instead of 478 + 52 Python objects per face (bridge.features.landmarker_results)
-        self._landmarker = fast_results(FaceLandmarker.create_from_options(opts))
+        self._model_path = str(model_path)
+        self._conf = min_detection_confidence
+        self._video = running_mode != "image"
+        self._n = max(1, int(num_faces))
+        self._on_demand = self._video and self._n > 1
+        self._FaceLandmarker, self._RunningMode = FaceLandmarker, RunningMode
+        self._lms: dict[int, object] = {}  # face count -> landmarker (VIDEO mode: one per count in use)
+        self._ts: dict[int, int] = {}  # face count -> that landmarker's last timestamp (ms; increasing per instance)
+        self._stale: set[int] = set()  # landmarkers fed before and not in use since: cleared before their next use
+        self._cur = 1 if self._on_demand else self._n  # the landmarker in use (its num_faces)
+        self._t_fewer: float | None = None  # since when the landmarker in use finds fewer faces than it expects
+        self._search_interval = 1.0 / search_fps if search_fps > 0 else math.inf
+        self._t_search = -math.inf
+        self._detector = None
+        self._black: np.ndarray | None = None
+        self.searches = 0  # detector runs, moves up to a larger landmarker and down to a smaller one
+        self.moves_up = 0
+        self.moves_down = 0
+        self.landmarker_runs = 0  # landmarker calls on camera frames (all instances; the black frames not counted)
+        self._landmarker = self._instance(self._cur)
         self._small = small_faces
-        self._small_opts = (FaceLandmarker, opts, RunningMode)
         self._roi_landmarker = None
         self._roi: tuple[int, int, int, int] | None = None  # x0, y0, w, h of the region a small face is in
         self._misses = 0
         self._max_side = max_input_side
-        self._last_ts = -1
-        self._video = running_mode != "image"
         self.faces: list[FaceObservation] = []  # every face of the last frame (process() returns the first)
         self._expr = None
         self._expr_interval = 1.0 / expression_fps if expression_fps > 0 and self._video else 0.0
@@ -176,6 +200,80 @@ class FaceTracker:
             from bridge.features.expression import FaceExpression
 
             self._expr = FaceExpression()
+
+    def _options(self, num_faces: int, image_mode: bool):
+        from mediapipe.tasks.python import BaseOptions
+        from mediapipe.tasks.python.vision import FaceLandmarkerOptions
+
+        rm = self._RunningMode
+        return FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=self._model_path),
+            running_mode=rm.IMAGE if image_mode else rm.VIDEO,
+            num_faces=num_faces,
+            min_face_detection_confidence=self._conf,
+            min_face_presence_confidence=self._conf,
+            min_tracking_confidence=0.5,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+
+    def _instance(self, k: int):
+        """The landmarker for ``k`` faces (created on first use: ~150 ms, ~10 MB each)."""
+        lm = self._lms.get(k)
+        if lm is None:
+            from bridge.features.landmarker_results import fast_results
+
+            # results read with numpy instead of 478 + 52 Python objects per face (landmarker_results)
+            lm = self._lms[k] = fast_results(self._FaceLandmarker.create_from_options(
+                self._options(k, image_mode=not self._video)))
+            self._ts[k] = -1
+        return lm
+
+    def prepare(self) -> None:
+        """Create every landmarker (1..num_faces) and the detector now, so that the first frame with a second or
+        third visitor does not wait for one to be built (the live bridge calls this at start)."""
+        if self._on_demand:
+            for k in range(1, self._n + 1):
+                self._instance(k)
+            self._search_detector()
+
+    def _search_detector(self):
+        """MediaPipe's face detector, from the detector model inside the landmarker's own bundle (the one its
+        graph runs), same confidence."""
+        if self._detector is None:
+            import zipfile
+
+            from mediapipe.tasks.python import BaseOptions
+            from mediapipe.tasks.python.vision import FaceDetector, FaceDetectorOptions
+
+            with zipfile.ZipFile(self._model_path) as z:
+                buf = z.read("face_detector.tflite")
+            self._detector = FaceDetector.create_from_options(FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_buffer=buf), running_mode=self._RunningMode.IMAGE,
+                min_detection_confidence=self._conf))
+        return self._detector
+
+    def _run_landmarker(self, k: int, mp_image, t_capture: float):
+        """One landmarker call (VIDEO: the instance for ``k`` faces, its own increasing timestamps)."""
+        lm = self._instance(k)
+        self.landmarker_runs += 1
+        if not self._video:
+            return lm.detect(mp_image)
+        if k in self._stale:  # not fed for a while: clear its old tracks with a black frame first
+            self._stale.discard(k)
+            if self._black is None or self._black.shape != mp_image.numpy_view().shape:
+                self._black = np.zeros(mp_image.numpy_view().shape, np.uint8)
+            black = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=self._black)
+            self._ts[k] = ts = max(int(t_capture * 1000), self._ts[k] + 1)
+            lm.detect_for_video(black, ts)
+        self._ts[k] = ts = max(int(t_capture * 1000), self._ts[k] + 1)
+        return lm.detect_for_video(mp_image, ts)
+
+    def _use(self, k: int) -> None:
+        """From the next frame on, run the landmarker for ``k`` faces; the one left holds stale tracks."""
+        if k != self._cur:
+            self._stale.add(self._cur)
+            self._cur, self._t_fewer = k, None
 
     def process(self, image, t_capture: float) -> FaceObservation:
         """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
@@ -192,12 +290,9 @@ class FaceTracker:
             img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
-        if self._video:
-            ts = max(int(t_capture * 1000), self._last_ts + 1)
-            self._last_ts = ts
-            res = self._landmarker.detect_for_video(mp_image, ts)
-        else:
-            res = self._landmarker.detect(mp_image)
+        res = self._run_landmarker(self._cur, mp_image, t_capture)
+        if self._on_demand:
+            res = self._on_demand_step(res, mp_image, t_capture)
         region = None
         if not res.face_landmarks and self._small:
             res, region = self._small_face(full)
@@ -207,6 +302,34 @@ class FaceTracker:
         held, self._held = self._held, []
         self.faces = [self._observe(res, i, full, t_capture, region, held) for i in range(len(res.face_landmarks))]
         return self.faces[0]
+
+    def _on_demand_step(self, res, mp_image, t: float):
+        """Detector on demand (class docstring): look for newcomers a few times a second, move up when the larger
+        landmarker finds more faces (its result is this frame's), move down after DOWN_S with fewer."""
+        found = distinct_faces(res)
+        if (found and self._cur < self._n and t - self._t_search >= self._search_interval - 1e-3):
+            self._t_search = t
+            self.searches += 1
+            seen = len(self._search_detector().detect(mp_image).detections)
+            k = min(seen, self._n)
+            if k > self._cur and seen > found:
+                big = self._run_landmarker(k, mp_image, t)
+                n_big = distinct_faces(big)
+                if n_big > found:
+                    self._use(k)
+                    self.moves_up += 1
+                    self._t_fewer = None if n_big >= k else t
+                    return big
+                self._stale.add(k)  # fed once, not in use: clear it before it is used
+        if found >= self._cur:
+            self._t_fewer = None
+        elif self._cur > 1:
+            if self._t_fewer is None:
+                self._t_fewer = t
+            elif t - self._t_fewer >= self.DOWN_S:
+                self._use(max(1, found))
+                self.moves_down += 1
+        return res
 
     def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None, held=()) -> FaceObservation:
         """Face ``i`` of a landmarker result -> observation (with its expression network call)."""
@@ -274,9 +397,7 @@ class FaceTracker:
             x0, y0 = grid[k]
             roi = (x0, y0, rw, rh)
         if self._roi_landmarker is None:
-            FaceLandmarker, opts, RunningMode = self._small_opts
-            opts.running_mode = RunningMode.IMAGE
-            self._roi_landmarker = FaceLandmarker.create_from_options(opts)
+            self._roi_landmarker = self._FaceLandmarker.create_from_options(self._options(self._n, image_mode=True))
         x0, y0, rw, rh = roi
         rgb = np.ascontiguousarray(cv2.cvtColor(frame[y0:y0 + rh, x0:x0 + rw], cv2.COLOR_BGR2RGB))
         res = self._roi_landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
@@ -293,25 +414,53 @@ class FaceTracker:
         return res, roi
 
     def close(self, timeout: float = 1.0) -> None:
-        """Release the landmarker, waiting at most ``timeout`` seconds. MediaPipe's own close() also uploads the
-        library's usage metrics to play.googleapis.com; where a DNS server does not answer, that lookup alone
-        takes 5-10 s, so close() runs in a daemon thread and is left behind if it takes longer."""
-        roi, self._roi_landmarker = self._roi_landmarker, None
-        if roi is not None:
-            threading.Thread(target=roi.close, name="face-landmarker-close", daemon=True).start()
-        lm, self._landmarker = self._landmarker, None
-        if lm is None:
+        """Release the landmarkers, waiting at most ``timeout`` seconds in all. MediaPipe's own close() also
+        uploads the library's usage metrics to play.googleapis.com; where a DNS server does not answer, that lookup
+        alone takes 5-10 s, so each close() runs in a daemon thread and is left behind if it takes longer."""
+        import time
+
+        lms = [lm for lm in (*self._lms.values(), self._roi_landmarker, self._detector) if lm is not None]
+        self._lms, self._roi_landmarker, self._detector, self._landmarker = {}, None, None, None
+        if not lms:
             return
-        t = threading.Thread(target=lm.close, name="face-landmarker-close", daemon=True)
-        t.start()
-        t.join(timeout)
-        if t.is_alive():
+        threads = [threading.Thread(target=lm.close, name="face-landmarker-close", daemon=True) for lm in lms]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))
+        if any(t.is_alive() for t in threads):
             logging.getLogger(__name__).info("MediaPipe FaceLandmarker.close() still busy after %.1f s (its usage "
                                              "metrics upload waits for the network); not waiting for it", timeout)
 
 
 class _NoFace:
     face_landmarks: list = []
+
+
+def distinct_faces(res, max_iou: float = 0.4) -> int:
+    """Faces in a landmarker result, a face that MediaPipe's VIDEO mode keeps twice (two boxes overlapping more
+    than ``max_iou``, as ``bridge.people.dedupe`` drops them) counted once."""
+    marks = res.face_landmarks
+    if len(marks) < 2:
+        return len(marks)
+    boxes = []
+    for m in marks:
+        xy = np.asarray(m.xyz if hasattr(m, "xyz") else [(p.x, p.y) for p in m], np.float32)[:, :2]
+        boxes.append((*xy.min(0), *xy.max(0)))
+    keep: list[tuple] = []
+    for b in sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])):
+        ok = True
+        for k in keep:
+            ix = max(0.0, min(b[2], k[2]) - max(b[0], k[0]))
+            iy = max(0.0, min(b[3], k[3]) - max(b[1], k[1]))
+            union = (b[2] - b[0]) * (b[3] - b[1]) + (k[2] - k[0]) * (k[3] - k[1]) - ix * iy
+            if union > 0 and ix * iy / union > max_iou:
+                ok = False
+                break
+        if ok:
+            keep.append(b)
+    return len(keep)
 
 
 _NO_FACE = _NoFace()
