@@ -148,7 +148,7 @@ class FaceTracker:
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
                  running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1,
-                 expression_fps: float = 0.0, search_fps: float = 2.5):
+                 expression_fps: float = 0.0, search_fps: float = 3.0):
         """``running_mode``: "video" (a camera or video file: tracking across frames, increasing timestamps) or
         "image" (unrelated still images, e.g. a labelled face set: every call detects afresh).
         ``expression``: run the expression network on each face's crop (one small network call per face).
@@ -176,6 +176,7 @@ class FaceTracker:
         self._stale: set[int] = set()  # landmarkers fed before and not in use since: cleared before their next use
         self._cur = 1 if self._on_demand else self._n  # the landmarker in use (its num_faces)
         self._t_fewer: float | None = None  # since when the landmarker in use finds fewer faces than it expects
+        self._fewer_max = 0  # ... and the most it found since then
         self._search_interval = 1.0 / search_fps if search_fps > 0 else math.inf
         self._t_search = -math.inf
         self._detector = None
@@ -304,30 +305,37 @@ class FaceTracker:
         return self.faces[0]
 
     def _on_demand_step(self, res, mp_image, t: float):
-        """Detector on demand (class docstring): look for newcomers a few times a second, move up when the larger
-        landmarker finds more faces (its result is this frame's), move down after DOWN_S with fewer."""
+        """Detector on demand (class docstring): a few times a second the detector looks for a face outside the
+        tracked ones; if it sees one, the landmarker for all ``num_faces`` runs on the frame, and if it finds a
+        face that is not tracked its result is this frame's and it is used from now on (its own detector then
+        runs on every frame, finding the rest of a group that came in together, until DOWN_S with fewer faces
+        moves the tracker down to the count it finds)."""
         found = distinct_faces(res)
-        if (found and self._cur < self._n and t - self._t_search >= self._search_interval - 1e-3):
+        if found and self._cur < self._n and t - self._t_search >= self._search_interval - 1e-3:
             self._t_search = t
             self.searches += 1
-            seen = len(self._search_detector().detect(mp_image).detections)
-            k = min(seen, self._n)
-            if k > self._cur and seen > found:
-                big = self._run_landmarker(k, mp_image, t)
-                n_big = distinct_faces(big)
-                if n_big > found:
-                    self._use(k)
+            boxes = face_boxes(res)
+            h, w = mp_image.height, mp_image.width
+            seen = [((d.bounding_box.origin_x + d.bounding_box.width / 2) / w,
+                     (d.bounding_box.origin_y + d.bounding_box.height / 2) / h)
+                    for d in self._search_detector().detect(mp_image).detections]
+            if any(not _inside(c, boxes) for c in seen):
+                big = self._run_landmarker(self._n, mp_image, t)
+                if any(not _inside(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2), boxes) for b in face_boxes(big)):
+                    self._use(self._n)
                     self.moves_up += 1
-                    self._t_fewer = None if n_big >= k else t
+                    if distinct_faces(big) < self._n:
+                        self._t_fewer, self._fewer_max = t, distinct_faces(big)
                     return big
-                self._stale.add(k)  # fed once, not in use: clear it before it is used
+                self._stale.add(self._n)  # fed once, not in use: cleared before it is used
         if found >= self._cur:
             self._t_fewer = None
         elif self._cur > 1:
             if self._t_fewer is None:
-                self._t_fewer = t
-            elif t - self._t_fewer >= self.DOWN_S:
-                self._use(max(1, found))
+                self._t_fewer, self._fewer_max = t, found
+            self._fewer_max = max(self._fewer_max, found)
+            if t - self._t_fewer >= self.DOWN_S - 1e-3:  # to the most faces seen in that time (a face hidden
+                self._use(max(1, self._fewer_max))  # behind another at this moment is still looked for)
                 self.moves_down += 1
         return res
 
@@ -438,16 +446,28 @@ class _NoFace:
     face_landmarks: list = []
 
 
+_NO_FACE = _NoFace()
+
+
+def face_boxes(res) -> list[tuple[float, float, float, float]]:
+    """(x0, y0, x1, y1) of every face of a landmarker result, in normalised image coordinates."""
+    out = []
+    for m in res.face_landmarks:
+        xy = np.asarray(m.xyz if hasattr(m, "xyz") else [(p.x, p.y) for p in m], np.float32)[:, :2]
+        x0, y0 = xy.min(0)
+        x1, y1 = xy.max(0)
+        out.append((float(x0), float(y0), float(x1), float(y1)))
+    return out
+
+
+def _inside(c: tuple[float, float], boxes) -> bool:
+    return any(b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3] for b in boxes)
+
+
 def distinct_faces(res, max_iou: float = 0.4) -> int:
     """Faces in a landmarker result, a face that MediaPipe's VIDEO mode keeps twice (two boxes overlapping more
     than ``max_iou``, as ``bridge.people.dedupe`` drops them) counted once."""
-    marks = res.face_landmarks
-    if len(marks) < 2:
-        return len(marks)
-    boxes = []
-    for m in marks:
-        xy = np.asarray(m.xyz if hasattr(m, "xyz") else [(p.x, p.y) for p in m], np.float32)[:, :2]
-        boxes.append((*xy.min(0), *xy.max(0)))
+    boxes = face_boxes(res)
     keep: list[tuple] = []
     for b in sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])):
         ok = True
@@ -461,9 +481,6 @@ def distinct_faces(res, max_iou: float = 0.4) -> int:
         if ok:
             keep.append(b)
     return len(keep)
-
-
-_NO_FACE = _NoFace()
 
 
 def sanitize_frame(image) -> np.ndarray | None:
