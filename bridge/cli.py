@@ -122,8 +122,8 @@ _run_options = [
                                                 "(default: default)."),
     click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name)."),
     click.option("--people", type=click.IntRange(1, 8), metavar="N",
-                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 1). "
-                      "With --source simulate: a group of N simulated visitors."),
+                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 4; 1: "
+                      "exactly the single-visitor bridge). With --source simulate: a group of N simulated visitors."),
 ]
 
 

@@ -105,7 +105,7 @@ class EventsConfig(_Strict):
 
 
 class PeopleConfig(_Strict):
-    num_faces: int = Field(1, ge=1, le=8)
+    num_faces: int = Field(4, ge=1, le=8)
     # how often a second the face detector looks for newcomers while fewer than num_faces are tracked (VIDEO mode;
     # bridge.features.face.FaceTracker): 3 = a newcomer is picked up within ~1/3 s, at ~2 ms of CPU per search
     search_fps: float = Field(3.0, gt=0, le=30)

@@ -207,8 +207,7 @@ def _old_process_files(video, audio, cfg):
 
 
 def test_one_face_setting_is_exactly_the_single_visitor_path(face_video_gap, speech_wav):
-    cfg = _cfg()
-    assert cfg.people.num_faces == 1
+    cfg = _cfg(**{"people.num_faces": 1})
     ref = _old_process_files(face_video_gap, speech_wav, cfg)
     new = process_files(audio=speech_wav, video=face_video_gap, config=cfg)
     assert len(ref) == len(new)
