@@ -26,6 +26,7 @@ def _run(video, tracker=None, **kw):
             tr.process(frame.image, frame.t_capture)
             out.append([(f.landmarks, f.blendshapes, f.pose, f.size, f.expression) for f in tr.faces])
     finally:
+        tr.used = set(tr._lms)  # the landmarkers it built (close() releases them)
         if tracker is None:
             tr.close()
     return tr, out
@@ -82,7 +83,7 @@ def test_one_face_in_view_is_exactly_the_one_face_tracker(which, face_video, fer
     assert tr.searches >= int(seconds * 3.0) - 1  # people.search_fps 3 (default)
     assert tr.moves_up == 0 and tr.moves_down == 0
     assert tr.landmarker_runs == sum(1 for _ in got)  # one landmarker call per frame, the one-face one
-    assert set(tr._lms) == {1}  # the larger landmarkers were never needed
+    assert tr.used == {1}  # the larger landmarkers were never needed
 
 
 def test_a_newcomer_is_found_by_the_search_and_the_tracker_moves_back_down(comes_and_goes):
@@ -97,8 +98,9 @@ def test_a_newcomer_is_found_by_the_search_and_the_tracker_moves_back_down(comes
     assert all(c == 1 for c in counts[80:]), counts
     assert tr.moves_up >= 1 and tr.moves_down >= 1
     assert tr._cur == 1  # a second after it left, the one-face landmarker again (no detector on every frame)
-    # extra landmarker calls only when the search saw someone new (one per move up)
-    assert tr.landmarker_runs <= len(counts) + tr.moves_up + 1
+    # extra landmarker calls only when the search saw someone new (one per move up) and while handing over to a
+    # smaller landmarker (until it has found the faces itself)
+    assert tr.landmarker_runs <= len(counts) + tr.moves_up + FaceTracker.HANDOVER_FRAMES * tr.moves_down
 
 
 def test_a_stale_landmarker_is_cleared_before_it_is_used_again(comes_and_goes, face_video):
@@ -152,7 +154,7 @@ def test_timestamps_increase_per_landmarker(comes_and_goes):
             tr.process(frame.image, frame.t_capture + 0.0002)
     finally:
         tr.close()
-    assert len(seen[1]) > 100 and seen[4]
+    assert len(seen[1]) > 50 and len(seen[4]) > 50
     for k, ts in seen.items():
         assert all(b > a for a, b in zip(ts, ts[1:])), k
 
@@ -166,9 +168,11 @@ def test_close_does_not_wait_for_mediapipe():
     started = []
     real = list(tr._lms.values()) + [tr._detector]
     for lm in real:
-        def slow(_lm=lm):
+        def slow(_lm=lm, _close=lm.close):
             started.append(_lm)
             release.wait(30)
+            _close()  # then MediaPipe's own
+
         lm.close = slow
     tr.close(timeout=0.2)
     try:

@@ -145,6 +145,7 @@ class FaceTracker:
     """
 
     DOWN_S = 1.0  # seconds with fewer faces than the landmarker expects before moving to a smaller one
+    HANDOVER_FRAMES = 15  # at most this many frames with both landmarkers while the smaller one finds the faces
 
     def __init__(self, model_path: str, min_detection_confidence: float = 0.5, max_input_side: int = 640,
                  running_mode: str = "video", expression: bool = True, small_faces: bool = True, num_faces: int = 1,
@@ -177,6 +178,8 @@ class FaceTracker:
         self._cur = 1 if self._on_demand else self._n  # the landmarker in use (its num_faces)
         self._t_fewer: float | None = None  # since when the landmarker in use finds fewer faces than it expects
         self._fewer_max = 0  # ... and the most it found since then
+        self._next: int | None = None  # the smaller landmarker being handed over to, and for how many frames
+        self._handover = 0
         self._search_interval = 1.0 / search_fps if search_fps > 0 else math.inf
         self._t_search = -math.inf
         self._detector = None
@@ -271,7 +274,7 @@ class FaceTracker:
         return lm.detect_for_video(mp_image, ts)
 
     def _use(self, k: int) -> None:
-        """From the next frame on, run the landmarker for ``k`` faces; the one left holds stale tracks."""
+        """From now on, run the landmarker for ``k`` faces; the one left holds stale tracks."""
         if k != self._cur:
             self._stale.add(self._cur)
             self._cur, self._t_fewer = k, None
@@ -308,8 +311,9 @@ class FaceTracker:
         """Detector on demand (class docstring): a few times a second the detector looks for a face outside the
         tracked ones; if it sees one, the landmarker for all ``num_faces`` runs on the frame, and if it finds a
         face that is not tracked its result is this frame's and it is used from now on (its own detector then
-        runs on every frame, finding the rest of a group that came in together, until DOWN_S with fewer faces
-        moves the tracker down to the count it finds)."""
+        runs on every frame, finding the rest of a group that came in together). After DOWN_S with fewer faces
+        the tracker hands over to the landmarker for the most faces seen in that time: that one runs beside the
+        one in use (whose result still counts) until it has found as many faces, at most HANDOVER_FRAMES."""
         found = distinct_faces(res)
         if found and self._cur < self._n and t - self._t_search >= self._search_interval - 1e-3:
             self._t_search = t
@@ -322,6 +326,7 @@ class FaceTracker:
             if any(not _inside(c, boxes) for c in seen):
                 big = self._run_landmarker(self._n, mp_image, t)
                 if any(not _inside(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2), boxes) for b in face_boxes(big)):
+                    self._cancel_handover()
                     self._use(self._n)
                     self.moves_up += 1
                     if distinct_faces(big) < self._n:
@@ -330,14 +335,28 @@ class FaceTracker:
                 self._stale.add(self._n)  # fed once, not in use: cleared before it is used
         if found >= self._cur:
             self._t_fewer = None
+            self._cancel_handover()
         elif self._cur > 1:
             if self._t_fewer is None:
                 self._t_fewer, self._fewer_max = t, found
             self._fewer_max = max(self._fewer_max, found)
-            if t - self._t_fewer >= self.DOWN_S - 1e-3:  # to the most faces seen in that time (a face hidden
-                self._use(max(1, self._fewer_max))  # behind another at this moment is still looked for)
+            if self._next is None and t - self._t_fewer >= self.DOWN_S - 1e-3:
+                # to the most faces seen in that time (a face hidden behind another now is still looked for)
+                self._next, self._handover = max(1, self._fewer_max), 0
+        if self._next is not None:  # the smaller landmarker finds the faces (from its own detection) first
+            nxt = self._run_landmarker(self._next, mp_image, t)
+            self._handover += 1
+            if distinct_faces(nxt) >= min(self._next, found) or self._handover >= self.HANDOVER_FRAMES:
+                self._use(self._next)
+                self._next = None
                 self.moves_down += 1
+                return nxt
         return res
+
+    def _cancel_handover(self) -> None:
+        if self._next is not None:
+            self._stale.add(self._next)
+            self._next = None
 
     def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None, held=()) -> FaceObservation:
         """Face ``i`` of a landmarker result -> observation (with its expression network call)."""
