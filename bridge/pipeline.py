@@ -275,9 +275,11 @@ class Bridge:
         self.stage_s["tick"] += time.perf_counter() - t0
         if self.hub:
             bs = None
-            if self.cfg.osc.blendshapes and info.blendshapes is not None:
-                from bridge.features.face import BLENDSHAPE_NAMES
-                bs = dict(zip(BLENDSHAPE_NAMES, info.blendshapes.tolist()))
+            if self.cfg.osc.blendshapes:  # the face of the classic stream (the primary person's, with several)
+                raw = info.blendshapes if self.people.single else self.people.primary_blendshapes()
+                if raw is not None:
+                    from bridge.features.face import BLENDSHAPE_NAMES
+                    bs = dict(zip(BLENDSHAPE_NAMES, raw.tolist()))
             self.hub.publish(state, changed=state.label if prev else None, previous=prev, blendshapes=bs)
         self.last_state = state
         if self.on_state:
