@@ -599,7 +599,7 @@ def _optional_stage_hooks(bridge) -> list[tuple[object, str, str]]:
     itself (``tracker._expr(...)``); an object is wrapped at its first known method."""
     hooks = []
     tr, au = bridge.tracker, getattr(bridge.engine, "audio", None)
-    for obj, names, stage in ((tr, ("_expr", "expression", "_expression", "expr", "expression_net"), "expression"),
+    for obj, names, stage in ((tr, ("_expr_faces", "_expr", "expression", "expr", "expression_net"), "expression"),
                               (au, ("vad", "_vad"), "vad"), (au, ("encoder", "_encoder", "speech_encoder"), "encoder"),
                               (bridge.engine, ("vad", "_vad"), "vad"),
                               (bridge.engine, ("encoder", "_encoder", "speech_encoder"), "encoder")):

@@ -200,3 +200,31 @@ def test_search_rate_is_validated():
         with pytest.raises(ConfigError) as e:
             load_config(overrides={"people.search_fps": bad})
         assert "people.search_fps" in str(e.value)
+
+
+def test_the_faces_of_a_frame_go_through_the_expression_network_in_one_call(comes_and_goes):
+    """Two visitors: both faces of a frame in one batched network call, each face's probabilities those of a
+    call of its own (the same label; the embeddings are bit-identical, the probabilities within 1e-6)."""
+    tr = FaceTracker(face_model_path(), num_faces=4)
+    batches = []
+    many = tr._expr.many
+
+    def spy(frame, lms, bss):
+        batches.append(len(lms))
+        return many(frame, lms, bss)
+
+    tr._expr.many = spy
+    n = 0
+    try:
+        for frame in iter_video_file(str(comes_and_goes)):
+            tr.process(frame.image, frame.t_capture)
+            if len(tr.faces) < 2:
+                continue
+            for f in tr.faces:
+                ref = tr._expr(frame.image, f.landmarks, f.blendshapes)
+                assert int(np.argmax(ref)) == int(np.argmax(f.expression))
+                assert np.abs(ref - f.expression).max() < 1e-6
+            n += 1
+    finally:
+        tr.close()
+    assert n > 30 and batches and set(batches) == {2}

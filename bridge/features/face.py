@@ -304,8 +304,24 @@ class FaceTracker:
             self.faces, self._held = [], []
             return FaceObservation(t_capture, False)
         held, self._held = self._held, []
-        self.faces = [self._observe(res, i, full, t_capture, region, held) for i in range(len(res.face_landmarks))]
+        pending: list = []  # faces whose expression network runs now: all of them in one call
+        self.faces = [self._observe(res, i, full, t_capture, region, held, pending)
+                      for i in range(len(res.face_landmarks))]
+        if pending:
+            exprs = self._expr_faces(full, [o.landmarks for o, _ in pending], [o.blendshapes for o, _ in pending])
+            self.expr_runs += len(pending)
+            for (obs, box), expr in zip(pending, exprs):
+                obs.expression = expr
+                if expr is not None and box is not None:
+                    self._held.append((box, t_capture, expr))
         return self.faces[0]
+
+    def _expr_faces(self, full: np.ndarray, lms: list, bss: list) -> list:
+        """The expression network on the faces of one frame: one face as always (the channels-last single-image
+        path), several in one batched call (the same layout; the same labels, probabilities within ~1e-7)."""
+        if len(lms) == 1 or not hasattr(self._expr, "many"):
+            return [self._expr(full, lm, bs) for lm, bs in zip(lms, bss)]
+        return self._expr.many(full, lms, bss)
 
     def _on_demand_step(self, res, mp_image, t: float):
         """Detector on demand (class docstring): a few times a second the detector looks for a face outside the
@@ -358,8 +374,10 @@ class FaceTracker:
             self._stale.add(self._next)
             self._next = None
 
-    def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None, held=()) -> FaceObservation:
-        """Face ``i`` of a landmarker result -> observation (with its expression network call)."""
+    def _observe(self, res, i: int, full: np.ndarray, t_capture: float, region=None, held=(),
+                 pending: list | None = None) -> FaceObservation:
+        """Face ``i`` of a landmarker result -> observation (its expression: held, or run for the whole frame at
+        once when ``pending`` is given, else run here)."""
         bs = np.zeros(N_BLENDSHAPES, np.float32)
         if res.face_blendshapes and i < len(res.face_blendshapes):
             for k, cat in enumerate(res.face_blendshapes[i][:N_BLENDSHAPES]):
@@ -377,15 +395,26 @@ class FaceTracker:
             fh, fw = full.shape[:2]
             lm = lm * np.array([rw / fw, rh / fh, rw / fw], np.float32) + np.array([x0 / fw, y0 / fh, 0], np.float32)
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
-        expr = self._expression(full, lm, bs, t_capture, held) if self._expr is not None else None
-        return FaceObservation(t_capture, True, bs, pose, size, lm, expr)
+        if self._expr is None:
+            return FaceObservation(t_capture, True, bs, pose, size, lm, None)
+        expr, box = self._expression(lm, t_capture, held)
+        obs = FaceObservation(t_capture, True, bs, pose, size, lm, expr)
+        if expr is None:  # the network runs on it (with the frame's other faces: process())
+            if pending is not None:
+                pending.append((obs, box))
+            else:
+                self.expr_runs += 1
+                obs.expression = self._expr_faces(full, [lm], [bs])[0]
+                if obs.expression is not None and box is not None:
+                    self._held.append((box, t_capture, obs.expression))
+        return obs
 
-    def _expression(self, full: np.ndarray, lm: np.ndarray, bs: np.ndarray, t: float, held) -> np.ndarray | None:
-        """The expression network on this face, or, within ``1 / expression_fps`` of its last run, the last
-        result of the same face (the last frame's face whose box overlaps this one most, IoU >= 0.3)."""
+    def _expression(self, lm: np.ndarray, t: float, held) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Within ``1 / expression_fps`` of its last run, the last result of the same face (the last frame's face
+        whose box overlaps this one most, IoU >= 0.3): (that result, its box); else (None, box) = run the network
+        (box None without an expression rate: nothing is held)."""
         if not self._expr_interval:
-            self.expr_runs += 1
-            return self._expr(full, lm, bs)
+            return None, None
         box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()], np.float32)
         best, best_iou = None, 0.3
         for b, t_run, e in held:
@@ -398,12 +427,9 @@ class FaceTracker:
         if best is not None and t - best[0] < self._expr_interval - 1e-3:
             t_run, expr = best
             self.expr_held += 1
-        else:
-            t_run, expr = t, self._expr(full, lm, bs)
-            self.expr_runs += 1
-        if expr is not None:
             self._held.append((box, t_run, expr))
-        return expr
+            return expr, box
+        return None, box
 
     def _small_face(self, frame: np.ndarray):
         """No face in the whole frame: search a region (the last small face's, else the next of nine search
