@@ -135,13 +135,15 @@ class FaceTracker:
     everyone is followed it only tracks. With one face in view that is exactly the ``num_faces`` 1 landmarker,
     fed exactly the same frames and timestamps, so the evidence is bit-identical. At most ``search_fps`` times a
     second (while fewer than N faces are tracked and at least one is) the face detector of the same model bundle
-    alone (~2 ms) looks for newcomers on the same frame; only when it sees more faces than are tracked does the
-    k-face landmarker for that count run on the frame, and only when it finds more faces is its result used and
-    the tracker moves to it. When the landmarker finds fewer faces than it expects for ``DOWN_S`` seconds on end,
-    the tracker moves down (until then that landmarker's own detector looks for the missing face on every frame,
-    so a face hidden for a moment, e.g. by a passer-by, is found again at once). A landmarker that was not fed
-    for a while holds stale tracks (and smoothing state) of faces long gone: before it is used again it is fed
-    one black frame, which clears them (afterwards it gives what a new landmarker gives, bit for bit).
+    alone (~2 ms) looks for newcomers on the same frame; only when it sees a face outside every tracked one does
+    the N-face landmarker run on the frame, and only when that finds a face not tracked is its result used and
+    the tracker moves to it (its own detector then finds the rest of a group). When the landmarker finds fewer
+    faces than it expects for ``DOWN_S`` seconds on end (until then its own detector looks for the missing face
+    on every frame, so a face hidden for a moment, e.g. by a passer-by, is found again at once), the tracker
+    hands over to the landmarker for the most faces seen in that time, once that one has found them itself (at
+    most ``HANDOVER_FRAMES`` frames with both). A landmarker that was not fed for a while holds stale tracks (and
+    smoothing state) of faces long gone: before it is used again it is fed one black frame, which clears them
+    (afterwards it gives what a new landmarker gives, bit for bit).
     """
 
     DOWN_S = 1.0  # seconds with fewer faces than the landmarker expects before moving to a smaller one
