@@ -599,7 +599,7 @@ def _optional_stage_hooks(bridge) -> list[tuple[object, str, str]]:
     itself (``tracker._expr(...)``); an object is wrapped at its first known method."""
     hooks = []
     tr, au = bridge.tracker, getattr(bridge.engine, "audio", None)
-    for obj, names, stage in ((tr, ("_expr", "expression", "_expression", "expr", "expression_net"), "expression"),
+    for obj, names, stage in ((tr, ("_expr_faces", "_expr", "expression", "expr", "expression_net"), "expression"),
                               (au, ("vad", "_vad"), "vad"), (au, ("encoder", "_encoder", "speech_encoder"), "encoder"),
                               (bridge.engine, ("vad", "_vad"), "vad"),
                               (bridge.engine, ("encoder", "_encoder", "speech_encoder"), "encoder")):
@@ -733,9 +733,10 @@ def child_bridge(spec: dict) -> None:
     bridge.tracker.process, bridge.engine.push_face, bridge.tick, bridge.hub.publish = process, push_face, tick, publish
     stages = StageClock()
     stages.wrap(bridge.tracker, "process", "face_process")
-    lm = getattr(bridge.tracker, "_landmarker", None)
-    if lm is not None:
-        stages.wrap(lm, "detect_for_video", "landmarker_call")
+    if callable(getattr(bridge.tracker, "_run_landmarker", None)):  # every landmarker of detector on demand
+        stages.wrap(bridge.tracker, "_run_landmarker", "landmarker_call")
+    elif getattr(bridge.tracker, "_landmarker", None) is not None:
+        stages.wrap(bridge.tracker._landmarker, "detect_for_video", "landmarker_call")
     for obj, attr, name in _optional_stage_hooks(bridge):
         stages.wrap(obj, attr, name)
     stages.wrap(bridge.engine, "push_face", "push_face")

@@ -122,8 +122,9 @@ _run_options = [
                                                 "(default: default)."),
     click.option("--bridge-id", metavar="NAME", help="This bridge's name on MQTT (default: the host name)."),
     click.option("--people", type=click.IntRange(1, 8), metavar="N",
-                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 1). "
-                      "With --source simulate: a group of N simulated visitors."),
+                 help="Several visitors: faces tracked, a state per person (people.num_faces; default 4; 1: "
+                      "exactly the single-visitor bridge). With --source simulate: a group of N simulated visitors "
+                      "(default 1)."),
 ]
 
 
@@ -156,7 +157,9 @@ def run(config, duration, quiet, source, script, seed, preview, **kw):
         from bridge.rehearsal import ScriptError, build_simulated_bridge
 
         try:
-            bridge = build_simulated_bridge(cfg, script, seed)
+            # the simulated group is --people N (default: the one simulated visitor; the bridge's 4 slots are
+            # sent either way), not the default people.num_faces
+            bridge = build_simulated_bridge(cfg, script, seed, group=kw.get("people") or 1)
         except ScriptError as e:
             _fail(str(e))
     else:

@@ -50,7 +50,8 @@ def build_bridge(cfg: Config) -> Bridge:
             video_src = open_video(cfg.video, cfg.sources)
             tracker = FaceTracker(str(path), cfg.video.min_detection_confidence, cfg.video.max_input_side,
                                   small_faces=cfg.video.small_faces, num_faces=cfg.people.num_faces,
-                                  expression_fps=cfg.video.expression_fps)
+                                  expression_fps=cfg.video.expression_fps, search_fps=cfg.people.search_fps)
+            tracker.prepare()  # every landmarker of the detector-on-demand scheme now, not when a visitor comes
         except Exception as e:
             missing.append(f"video ({cfg.video.source}): {e}")
             video_src = None

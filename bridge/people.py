@@ -546,6 +546,15 @@ class PeopleEngine:
             else:
                 self._events.append(PersonEvent(ev.kind, ev.id, ev.slot, returning=ev.returning))
 
+    def primary_blendshapes(self) -> np.ndarray | None:
+        """The raw blendshapes of the primary person's newest face (``osc.blendshapes`` with several visitors;
+        with one face the feature engine's), None with nobody in view."""
+        with self.lock:
+            p = self.persons.get(self.primary_id) if self.primary_id is not None else None
+            if p is None or p.last is None or not p.track.present:
+                return None
+            return p.last.blendshapes
+
     # ---------------------------------------------------------------- ticks
     def present(self) -> list[Person]:
         return sorted((p for p in self.persons.values() if p.track.present), key=lambda p: p.slot)

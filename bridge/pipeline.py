@@ -275,9 +275,11 @@ class Bridge:
         self.stage_s["tick"] += time.perf_counter() - t0
         if self.hub:
             bs = None
-            if self.cfg.osc.blendshapes and info.blendshapes is not None:
-                from bridge.features.face import BLENDSHAPE_NAMES
-                bs = dict(zip(BLENDSHAPE_NAMES, info.blendshapes.tolist()))
+            if self.cfg.osc.blendshapes:  # the face of the classic stream (the primary person's, with several)
+                raw = info.blendshapes if self.people.single else self.people.primary_blendshapes()
+                if raw is not None:
+                    from bridge.features.face import BLENDSHAPE_NAMES
+                    bs = dict(zip(BLENDSHAPE_NAMES, raw.tolist()))
             self.hub.publish(state, changed=state.label if prev else None, previous=prev, blendshapes=bs)
         self.last_state = state
         if self.on_state:
@@ -452,7 +454,8 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
 
         tracker = FaceTracker(str(fm.resolve(face_model or cfg.video.face_model)), cfg.video.min_detection_confidence,
                               cfg.video.max_input_side, small_faces=cfg.video.small_faces,
-                              num_faces=cfg.people.num_faces, expression_fps=cfg.video.expression_fps)
+                              num_faces=cfg.people.num_faces, expression_fps=cfg.video.expression_fps,
+                              search_fps=cfg.people.search_fps)
         gate = FrameGate.from_config(cfg.video)
         last = None
         try:

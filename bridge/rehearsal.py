@@ -377,13 +377,14 @@ def _wire_outputs(bridge: Bridge, cfg: Config) -> Bridge:
 class SimulatedBridge(Bridge):
     """A :class:`Bridge` whose ticks come from a :class:`SimulatedVisitor` instead of the model."""
 
-    def __init__(self, cfg: Config, visitor: SimulatedVisitor, hub=None):
+    def __init__(self, cfg: Config, visitor: SimulatedVisitor, hub=None, group: int | None = None):
         super().__init__(cfg, _NoModel(), None, None, None, hub)
         self.visitor = visitor
         from bridge.people import GroupView
 
         # --people N: N-1 more visitors, each on its own random timeline (seeds after the first's)
-        self.group = [SimulatedVisitor(None, visitor.seed + k) for k in range(1, cfg.people.num_faces)]
+        n = min(group or cfg.people.num_faces, cfg.people.num_faces)
+        self.group = [SimulatedVisitor(None, visitor.seed + k) for k in range(1, n)]
         self.group_hyst = [Hysteresis(cfg.events) for _ in self.group]
         self.group_view = GroupView(cfg)
         self._t_evidence: float | None = None
@@ -473,13 +474,15 @@ class SimulatedBridge(Bridge):
         return h
 
 
-def build_simulated_bridge(cfg: Config, script: str | Path | None = None, seed: int | None = None) -> SimulatedBridge:
-    """A simulated visitor wired to the same outputs as a live bridge. Raises :class:`ScriptError`."""
+def build_simulated_bridge(cfg: Config, script: str | Path | None = None, seed: int | None = None,
+                           group: int | None = None) -> SimulatedBridge:
+    """A simulated visitor wired to the same outputs as a live bridge (``group``: that many visitors in all,
+    default ``people.num_faces``). Raises :class:`ScriptError`."""
     plan = ScriptPlan(load_script(script), str(script)) if script else None
     visitor = SimulatedVisitor(plan, seed)
     log.info("simulated visitor (no camera, no microphone): %s; seed %d (pass --seed %d to repeat it)",
              visitor.plan.describe(), visitor.seed, visitor.seed)
-    return _wire_outputs(SimulatedBridge(cfg, visitor), cfg)
+    return _wire_outputs(SimulatedBridge(cfg, visitor, group=group), cfg)
 
 
 # ------------------------------------------------------------------------------------------------ replay

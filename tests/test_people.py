@@ -83,7 +83,9 @@ def test_crossing_leaving_returning_keeps_ids_and_slots(crossing_states):
     kinds = [e.kind for _, e in ev if e.kind in ("entered", "left")]
     assert kinds[:3] == ["entered", "left", "entered"], ev
     back = [t for t, e in ev if e.kind == "entered" and e.returning]
-    assert back and 2.6 <= back[0] <= 2.8
+    # found again by the first search for newcomers after it is back (people.search_fps: at most 1 / search_fps
+    # later; the two faces still in view are only tracked in between, as with one face), plus a frame
+    assert back and 2.6 <= back[0] <= 2.6 + 1 / _cfg().people.search_fps + 0.05
     left = [t for t, e in ev if e.kind == "left"]
     assert 1.3 < left[0] <= 1.3 + 0.5 + 0.1  # gone for people.lost (0.5 s)
 
@@ -205,8 +207,7 @@ def _old_process_files(video, audio, cfg):
 
 
 def test_one_face_setting_is_exactly_the_single_visitor_path(face_video_gap, speech_wav):
-    cfg = _cfg()
-    assert cfg.people.num_faces == 1
+    cfg = _cfg(**{"people.num_faces": 1})
     ref = _old_process_files(face_video_gap, speech_wav, cfg)
     new = process_files(audio=speech_wav, video=face_video_gap, config=cfg)
     assert len(ref) == len(new)

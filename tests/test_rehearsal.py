@@ -281,7 +281,9 @@ def test_simulate_script_to_osc_and_websocket(tmp_path, quiet_cfg):
     assert len(states) > 60
     seqs = [s["seq"] for s in states]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    events = [m for _, m in msgs if m["type"] == "event"]
+    # the classic label events (people.num_faces 4, the default, adds each person's own, with "person")
+    events = [m for _, m in msgs if m["type"] == "event" and "person" not in m]
+    assert {m["person"] for _, m in msgs if m["type"] == "event" and "person" in m} <= {1}  # one visitor
     assert [e["label"] for e in events] == ["happy", "sad", "angry"]
     assert [e["previous"] for e in events] == ["neutral", "happy", "sad"]
     for e in events:  # the new label led for at least the dwell time (0.6 s) before the event

@@ -238,7 +238,12 @@ def test_face_lost_then_video_ends_while_voice_keeps_flowing(weights, face_video
     # privacy: only derived numbers leave the process -- no frames, no audio, no landmarks on any wire
     assert {m["type"] for _, m in ws.msgs} <= {"hello", "state", "event", "health", "ack"}
     assert max(len(json.dumps(m)) for _, m in ws.msgs) < 8000
-    assert all(len(b) <= 40 for _, b in rx.bundles)  # ~25 addresses with one scalar each
+    # ~25 addresses with one scalar each, plus one set per person slot and the crowd (people.num_faces > 1)
+    from bridge.output.schema import CROWD_OSC_FIELDS, PERSON_OSC_FIELDS
+
+    slots = cfg.people.num_faces
+    people = len(PERSON_OSC_FIELDS) * slots + len(CROWD_OSC_FIELDS) if slots > 1 else 0
+    assert all(len(b) <= 40 + people for _, b in rx.bundles)
     RESULTS["face_gap"] = {"states_after_video_end_per_s": round(len(after_end) / (v_stop - v_end - 0.6), 1),
                            "voice_active_frac_after_end": round(float(np.mean(
                                [s["voice"]["active"] for s in speech_window])), 2)}

@@ -461,8 +461,11 @@ def person_event_messages(state: AffectState, t_emit: float) -> list[dict]:
 
 
 def _people_tables() -> list[str]:
-    lines = ["", "Several visitors (`people.num_faces` above 1; default 1): one set per slot, every tick, and the crowd "
-                 "(with one face the bundle is the single-visitor one above; `state.people` has person 0):", "",
+    lines = ["", "Several visitors (`people.num_faces` above 1; default 4): one set per slot, every tick, and the crowd "
+                 "(with `num_faces: 1` the bundle is the single-visitor one above; `state.people` has person 0). "
+                 "The `/emotion/*` addresses above are sent either way and carry the primary person, so a one-face "
+                 "patch keeps working; with one visitor and `num_faces` N the bundle also carries N slots (slot 0 "
+                 "that visitor, the others `present` 0) and the crowd of one:", "",
              "| OSC address | type | meaning |", "|---|---|---|"]
     for f in (*PERSON_OSC_FIELDS, *CROWD_OSC_FIELDS, *PERSON_EVENT_OSC):
         lines.append(f"| `{f.address}` | {f.type} | {f.doc} |")
