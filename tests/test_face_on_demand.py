@@ -111,21 +111,24 @@ def test_a_stale_landmarker_is_cleared_before_it_is_used_again(comes_and_goes, f
         _run(comes_and_goes, tracker=tr)  # both landmarkers used, the 2-face one left stale
         assert 2 in tr._stale
         frames = [f.image for f in iter_video_file(str(face_video))][:20]
-        res = []
-        for i, img in enumerate(frames):
-            r = tr._run_landmarker(2, _mp_image(img), 20.0 + i / 30)
-            res.append(np.asarray(r.face_landmarks[0].xyz).copy() if r.face_landmarks else None)
+        res = _first_face_landmarks(tr, frames)
     finally:
         tr.close()
     new = FaceTracker(face_model_path(), num_faces=2, expression=False)
     try:
-        ref = []
-        for i, img in enumerate(frames):
-            r = new._run_landmarker(2, _mp_image(img), 20.0 + i / 30)
-            ref.append(np.asarray(r.face_landmarks[0].xyz).copy() if r.face_landmarks else None)
+        ref = _first_face_landmarks(new, frames)
     finally:
         new.close()
     assert all(a is not None and np.array_equal(a, b) for a, b in zip(res, ref))
+
+
+def _first_face_landmarks(tr, frames) -> list:
+    """The 2-face landmarker of ``tr`` on ``frames`` (from t = 20 s): the first face's landmarks per frame."""
+    out = []
+    for i, img in enumerate(frames):
+        r = tr._run_landmarker(2, _mp_image(img), 20.0 + i / 30)
+        out.append(np.asarray(r.face_landmarks[0].xyz).copy() if r.face_landmarks else None)
+    return out
 
 
 def _mp_image(bgr):
