@@ -314,9 +314,10 @@ class Bridge:
         site, path = self.engine.site, self.cfg.audio.site_file
         if site is None or not path:
             return
+        with self.engine.lock:  # a copy of the statistics under the lock; the disk write outside it (the ticks wait)
+            snap = site.copy()
         try:
-            with self.engine.lock:
-                site.save(path)
+            snap.save(path)
         except OSError as e:
             log.error("cannot save the site adaptation to %s (%s): check the path and its permissions; what was "
                       "learned is kept in memory", path, e)

@@ -22,6 +22,7 @@ Pure compute, no clock of its own; ``reset()`` forgets it (a new site). ``save``
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -73,6 +74,12 @@ class SiteAdaptation:
     def set_stats(self, n: float, s1: np.ndarray, s2: np.ndarray) -> None:
         """Statistics heard elsewhere (evaluation: the other visitors of a corpus)."""
         self.n, self.s1, self.s2 = float(n), np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+
+    def copy(self) -> SiteAdaptation:
+        """An independent copy (the statistics arrays copied)."""
+        c = copy.copy(self)
+        c.s1, c.s2 = self.s1.copy(), self.s2.copy()
+        return c
 
     def site_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """The site's mean and standard deviation, shrunk towards the training population."""
