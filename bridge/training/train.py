@@ -425,7 +425,8 @@ def train(cfg: TrainConfig) -> dict:
     outs = [run_net(net, x) for x in val_x]
     report["val_clips_fresh_audio_only"] = clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs])
     site_ref = site_reference(train_seqs)
-    site = SiteAdaptation(np.array(site_ref["mean"]), np.array(site_ref["std"]), cfg.tick_hz)
+    site = SiteAdaptation.from_meta({"site_reference": site_ref}, cfg.tick_hz, cfg.audio.site_prior_s,
+                                    cfg.audio.site_memory_s)  # as the bridge builds it (the config's prior)
     if len({s.speaker for s in val_single}) > 1:
         outs = [run_net(net, make_inputs(s, None)) for s in site_adapted(val_single, site)]
         report["val_clips_fresh_site_audio_only"] = clip_eval([o[0] for o in outs], val_single, [o[1] for o in outs])
