@@ -332,18 +332,25 @@ _TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
 @click.option("--speech-encoder", is_flag=True,
               help="Also feed the pretrained speech embedding (run the bridge with audio.speech_encoder: true). "
                    "Helps only when visitors speak the training data's language and sentences; see the model card.")
+@click.option("--synthetic-faces", is_flag=True,
+              help="Train the face branch on the synthetic face generator alone, without FER+ (much weaker face-only "
+                   "states). By default FER+ real faces are required ($BRIDGE_FERPLUS or ../shared/data/ferplus).")
 def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, workers, artifacts,
-          no_baselines, speech_encoder):
+          no_baselines, speech_encoder, synthetic_faces):
     """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
     _setup_logging("INFO")
     from bridge.config import AudioConfig
+    from bridge.training.face_real import FaceBankError
     from bridge.training.train import TrainConfig, train as _train
 
     cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed, data_seed=data_seed, augment=not no_augment,
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
                       speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines,
-                      audio=AudioConfig(speech_encoder=speech_encoder))
-    rep = _train(cfg)
+                      audio=AudioConfig(speech_encoder=speech_encoder), real_faces=not synthetic_faces)
+    try:
+        rep = _train(cfg)
+    except FaceBankError as e:
+        raise click.ClickException(str(e)) from None
     v, f = rep["val_clips_audio_only"], rep["val_clips_fresh_audio_only"]
     console.print(f"validation (audio only, unseen speakers): UAR {v['uar']:.1%}, accuracy {v['accuracy']:.1%} "
                   f"on {v['n_clips']} clips in speaker sessions; fresh state per clip: UAR {f['uar']:.1%} "

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bridge.config import Config
-from bridge.features.face import FACE_DIM
+from bridge.features.face import EXPR_FRAC, EXPR_MEAN, FACE_DIM
 from bridge.labels import LABELS
 from bridge.model.affect import (AffectNet, StreamingAffectModel, WeightsError, default_weights_path, load_weights,
                                  pack_state, save_weights, step_many, unpack_state)
@@ -13,12 +13,14 @@ from bridge.model.tick import feature_schema
 from bridge.pipeline import load_model
 
 
-def tiny(tmp_path, **meta_over):
+def tiny(tmp_path, face_expert=False, **meta_over):
     cfg = Config()
     sch = feature_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     a = len(sch["audio_names"])
     torch.manual_seed(0)
-    net = AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=16, proj=16)
+    net = AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=16, proj=16, face_expert=face_expert)
+    if face_expert:
+        net.face_w.data.uniform_(0.5, 1.5)  # as if trained: every path must apply its own weight per label
     net.va_offset.copy_(torch.tensor([0.1, -0.2]))  # a calibrated model: every path must apply it
     meta = {"labels": list(LABELS), "feature_schema": sch, **meta_over}
     p = tmp_path / "tiny.pt"
@@ -60,16 +62,19 @@ def _varied(net, T=240, seed=1):
     x[:, 150:170, -4] = 0.0  # audio lost
     x[:, 180:200, -3] = 0.0  # face gone
     x[1, 10:30, -4:] = torch.tensor([0.0, 1.0, 1.0, 0.0])  # the second visitor: face only at first
+    e = slice(net.audio_dim + EXPR_MEAN, net.audio_dim + EXPR_MEAN + 7)
+    x[..., e] = torch.softmax(x[..., e], -1)  # the face path's expression probabilities (the face expert reads them)
+    x[..., net.audio_dim + EXPR_FRAC] = (torch.arange(T) % 7 > 0).float()  # ...seen on most frames of the window
     return x
 
 
-@pytest.mark.parametrize("weights", ["tiny", "packaged"])
+@pytest.mark.parametrize("weights", ["tiny", "tiny_face_expert", "packaged"])
 def test_one_tick_path_equals_the_full_pass(tmp_path, weights):
     """step() takes the one-tick path (numpy, running sums, one LSTM cell); through utterances, pauses and
     missing modalities it equals the sequence pass run tick by tick (forward at T = 1, the path it replaces) to
     1e-5 and AffectNet.forward over the whole sequence to 1e-5 for 50 ticks, 5e-5 over 240 (float32 running
     sums in another order: the tick-by-tick forward differs from the whole pass by as much), shipped weights too."""
-    net = load_weights(tiny(tmp_path)[0] if weights == "tiny" else None)[0]
+    net = load_weights(None if weights == "packaged" else tiny(tmp_path, weights == "tiny_face_expert")[0])[0]
     x = _varied(net)
     with torch.inference_mode():
         logits, va, conf, _ = net(x)

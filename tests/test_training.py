@@ -177,3 +177,25 @@ def test_augmentation_is_seeded_and_does_what_it_says():
     edc = 10 * np.log10(np.cumsum(h[::-1] ** 2)[::-1] / np.sum(h ** 2))
     t5, t25 = np.argmax(edc < -5) / 16000, np.argmax(edc < -25) / 16000
     assert 0.45 < 3 * (t25 - t5) < 0.75  # T20 extrapolated to 60 dB
+
+
+@pytest.mark.skipif(not RAVDESS.is_dir(), reason="RAVDESS folder not available")
+def test_train_without_ferplus_stops_at_once_and_says_what_to_do(tmp_path):
+    """`emotion-bridge train` from a folder with no FER+ beside it (and $BRIDGE_FERPLUS unset) used to fall back to
+    synthetic faces with only a log warning, making weights whose face-only states are much weaker. Now it stops
+    before the long feature build, names both ways out, and --synthetic-faces is the explicit choice."""
+    import subprocess
+    import sys
+
+    clips = [c for c in load_dataset(RAVDESS, {1, 2})][:4]
+    m = tmp_path / "m.csv"
+    m.write_text("path,label,speaker\n" + "".join(f"{c.path},{c.label},{c.speaker}\n" for c in clips))
+    env = {k: v for k, v in os.environ.items() if k != "BRIDGE_FERPLUS"}
+    r = subprocess.run([sys.executable, "-m", "bridge", "train", str(m), "--out", str(tmp_path / "w.pt"),
+                        "--no-baselines", "--artifacts", str(tmp_path / "art")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and not (tmp_path / "w.pt").exists()
+    msg = " ".join((r.stdout + r.stderr).split())
+    assert "FER+ was not found" in msg and "$BRIDGE_FERPLUS" in msg and "--synthetic-faces" in msg, msg
+    assert "features: train chains" not in msg  # it stopped before the feature build
+    assert "Traceback" not in msg

@@ -62,6 +62,7 @@ def face_window_names() -> list[str]:
 FACE_DIM = len(face_window_names())
 PRESENT_FRAC = face_window_names().index("present_frac")  # index of the fraction of frames with a face
 EXPR_MEAN = face_window_names().index(f"expr_{EXPRESSION_NAMES[0]}_mean")  # first of the 7 expression means
+EXPR_FRAC = face_window_names().index("expr_frac")  # share of the window's face frames the network saw
 
 
 class FaceWindow:

@@ -20,11 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.features.face import EXPR_FRAC, EXPR_MEAN, EXPRESSION_NAMES, N_EXPRESSIONS
 from bridge.labels import LABELS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "default.pt"
+# the face path's 7 expressions -> the model's labels (calm has no face class: it shares neutral's probability)
+FACE_TO_LABEL = [EXPRESSION_NAMES.index("neutral" if lab == "calm" else lab) for lab in LABELS]
+FACE_FLOOR = 1e-3  # the face expert's probabilities are floored here before the log
 
 
 class WeightsError(RuntimeError):
@@ -45,14 +49,25 @@ class AffectNet(nn.Module):
     ticks of the current utterance (an utterance starts at the first voiced tick after ``utt_gap`` unvoiced
     ticks, and its statistics are held through the silence after it). A judgment over the whole utterance so far,
     not just the last audio window: on RAVDESS validation speakers a linear classifier on the tick features went
-    from 41 % to 50 % UAR with it. Also causal and part of the streaming state."""
+    from 41 % to 50 % UAR with it. Also causal and part of the streaming state.
+
+    Face expert (``face_expert``): the label logits are the LSTM head's plus ``face_w`` (one learned weight per
+    label) times the log of the face path's own expression probabilities (their mean over the face window, calm
+    sharing neutral's), wherever the tick has them. A visitor who does not speak then gets the face path's
+    judgement directly -- the LSTM adds to it rather than having to re-learn it from the 10 % of training streams
+    that are face only -- and with a voice the LSTM learns what to add or take away."""
 
     def __init__(self, in_dim: int, audio_dim: int, face_dim: int, hidden: int = 128, proj: int = 128,
                  dropout: float = 0.2, n_labels: int = len(LABELS), prior_ticks: float = 150.0,
-                 utt_gap: int = 8):
+                 utt_gap: int = 8, face_expert: bool = False):
         super().__init__()
         self.in_dim, self.audio_dim, self.face_dim = in_dim, audio_dim, face_dim
         self.hidden, self.proj_dim, self.prior_ticks, self.utt_gap = hidden, proj, prior_ticks, utt_gap
+        self.face_expert = face_expert
+        if face_expert:
+            if face_dim <= EXPR_FRAC or n_labels != len(LABELS):
+                raise ValueError("the face expert needs the face path's expression columns and the standard labels")
+            self.face_w = nn.Parameter(torch.ones(n_labels))
         self.proj = nn.Sequential(nn.Linear(in_dim + 3 * audio_dim, proj), nn.LayerNorm(proj), nn.GELU(),
                                   nn.Dropout(dropout))
         self.lstm = nn.LSTM(proj, hidden, batch_first=True)
@@ -74,6 +89,15 @@ class AffectNet(nn.Module):
         audio_present = x[..., a + f: a + f + 1]
         face_present = x[..., a + f + 1: a + f + 2]
         return torch.cat([z[..., :a] * audio_present, z[..., a:a + f] * face_present, x[..., a + f:]], dim=-1)
+
+    def face_logp(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_labels): log of the face path's expression probabilities (window mean, floored at
+        ``FACE_FLOOR``) on the model's labels where the tick has them (a face, seen by the network); 0 elsewhere
+        (adds nothing to the softmax)."""
+        a, f = self.audio_dim, self.face_dim
+        p = x[..., a + EXPR_MEAN: a + EXPR_MEAN + N_EXPRESSIONS][..., FACE_TO_LABEL]
+        on = (x[..., a + EXPR_FRAC: a + EXPR_FRAC + 1] > 0).float() * x[..., a + f + 1: a + f + 2]
+        return torch.log(p.clamp(min=FACE_FLOOR)) * on
 
     def voiced(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 1): 1 where the voice-activity feature (the last audio column) is on and audio is present."""
@@ -143,6 +167,8 @@ class AffectNet(nn.Module):
         state = (lstm_state, adapt_state, pool_state)
         h = self.drop(h)
         logits = self.head_cls(h)
+        if self.face_expert:
+            logits = logits + self.face_w * self.face_logp(x)
         va = torch.clamp(torch.tanh(self.head_va(h)) - self.va_offset, -1.0, 1.0)
         conf = torch.sigmoid(self.head_conf(torch.cat([h, torch.softmax(logits, -1).detach()], -1))).squeeze(-1)
         return logits, va, conf, state
@@ -228,6 +254,8 @@ class OneTick:
         self.Wva, self.bva = w(net.head_va.weight).T, w(net.head_va.bias)
         self.Wf, self.bf = w(net.head_conf.weight).T, w(net.head_conf.bias)
         self.va_offset = w(net.va_offset)
+        self.face_w = w(net.face_w) if net.face_expert else None
+        self.face_cols = np.array(FACE_TO_LABEL) + self.a + EXPR_MEAN
 
     def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """x: (B, in_dim) raw tick vectors (float32); s: (B, state_width) packed states or None (all fresh).
@@ -276,6 +304,9 @@ class OneTick:
         c = expit(gf) * c + expit(gi) * np.tanh(gg)
         h = expit(go) * np.tanh(c)
         logits = h @ self.Wc + self.bc
+        if self.face_w is not None:
+            on = (x[:, a + EXPR_FRAC: a + EXPR_FRAC + 1] > 0).astype(np.float32) * x[:, a + f + 1: a + f + 2]
+            logits = logits + self.face_w * (np.log(np.maximum(x[:, self.face_cols], np.float32(FACE_FLOOR))) * on)
         e = np.exp(logits - logits.max(1, keepdims=True))
         probs = e / e.sum(1, keepdims=True)
         va = np.clip(np.tanh(h @ self.Wva + self.bva) - self.va_offset, -1.0, 1.0)
@@ -373,7 +404,8 @@ def save_weights(path: str | Path, net: AffectNet, meta: dict) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = {"in_dim": net.in_dim, "audio_dim": net.audio_dim, "face_dim": net.face_dim, "hidden": net.hidden,
-            "proj": net.proj_dim, "prior_ticks": net.prior_ticks, "utt_gap": net.utt_gap}
+            "proj": net.proj_dim, "prior_ticks": net.prior_ticks, "utt_gap": net.utt_gap,
+            "face_expert": net.face_expert}
     torch.save({"format": "emotion-bridge-weights/1", "arch": arch, "meta": meta,
                 "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}, path)
     digest = sha256_file(path)

@@ -462,8 +462,13 @@ def _landmarker_path() -> Path:
         raise
 
 
-def default_bank(cache_dir: Path, model_path: str | None = None) -> FaceBank | None:
-    """The face bank for training (built on first use when FER+ is present), or None with a warning."""
+class FaceBankError(RuntimeError):
+    """Real-face training evidence was asked for and cannot be had; the message says how to get it."""
+
+
+def default_bank(cache_dir: Path, model_path: str | None = None, required: bool = False) -> FaceBank | None:
+    """The face bank for training (built on first use when FER+ is present). Without FER+ or the landmarker:
+    ``FaceBankError`` when ``required``, else None with a warning (the synthetic generator is used)."""
     from bridge.features import face_model as fm
 
     key = str(cache_dir)
@@ -472,14 +477,18 @@ def default_bank(cache_dir: Path, model_path: str | None = None) -> FaceBank | N
         try:
             mp = str(model_path or _landmarker_path())
         except fm.FaceModelError as e:
-            log.warning("real-face training evidence unavailable (%s): using the synthetic face generator", e)
-            _BANKS[key] = None
-            return None
-        path = bank_path(cache_dir, mp)
-        if not path.is_file() and ferplus is None:
-            log.warning("FER+ not found (set $%s to the folder with ferplus_train.npz, or place it at %s): "
-                        "training face evidence falls back to the synthetic generator", FERPLUS_ENV, DEFAULT_FERPLUS)
-            _BANKS[key] = None
-            return None
-        _BANKS[key] = FaceBank.load(path if path.is_file() else build_bank(ferplus, Path(cache_dir), mp))
+            why = f"the MediaPipe face model is not available ({e})"
+        else:
+            path = bank_path(cache_dir, mp)
+            if path.is_file() or ferplus is not None:
+                _BANKS[key] = FaceBank.load(path if path.is_file() else build_bank(ferplus, Path(cache_dir), mp))
+                return _BANKS[key]
+            why = (f"FER+ was not found: set ${FERPLUS_ENV} to the folder with ferplus_train.npz "
+                   f"(looked in ${FERPLUS_ENV} and {DEFAULT_FERPLUS.resolve()})")
+        if required:
+            raise FaceBankError(f"real-face training evidence is unavailable: {why}. Or pass --synthetic-faces to "
+                                f"train the face branch on the synthetic generator alone (face-only states are "
+                                f"much weaker: docs/FACE_EVIDENCE.md).")
+        log.warning("real-face training evidence unavailable (%s): using the synthetic face generator", why)
+        _BANKS[key] = None
     return _BANKS[key]

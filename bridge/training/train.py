@@ -64,12 +64,13 @@ class TrainConfig:
     # read as the training mean), so the model cannot lean on the embedding alone
     p_drop_embedding: float = 0.0
     p_face_only: float = 0.1
+    face_expert: bool = False  # the face path's log probabilities added to the label logits (AffectNet docstring)
     # channel / speaker variation on the audio features, in training standard deviations: one offset per stream (one
     # microphone, one voice) and noise per tick
     stream_shift: float = 0.15  # 0.5 helps the voice but hurts face-only states (docs/MODEL_CARD.md): not yet
     tick_noise: float = 0.1
     cache_dir: str = ".cache/features"
-    real_faces: bool = True  # face evidence from real FER+ faces (face_real); False: the synthetic generator only
+    real_faces: bool = True  # face evidence from real FER+ faces (face_real; required); False: the synthetic generator only
     workers: int = 2
     baselines: bool = True
     artifacts: str = "artifacts/train"
@@ -284,6 +285,9 @@ def train(cfg: TrainConfig) -> dict:
         va_clips = [c for c in clips if c.speaker in hold]
     log.info("train: %d clips / %d speakers; validation: %d clips / %d speakers", len(tr_clips),
              len({c.speaker for c in tr_clips}), len(va_clips), len({c.speaker for c in va_clips}))
+    # real faces (FER+), found before the long feature build: an error that says what to do when they cannot be
+    # had; or the synthetic generator alone (cfg.real_faces False)
+    bank = default_bank(Path(cfg.cache_dir), required=True) if cfg.real_faces else None
 
     train_seqs: list[Sequence] = []
     set_of: list[int] = []
@@ -300,7 +304,6 @@ def train(cfg: TrainConfig) -> dict:
     val_single = _build(va_clips, cfg, cfg.data_seed * 1000 + 778, True, "features: validation clips")
 
     rng = np.random.default_rng(cfg.seed)
-    bank = default_bank(Path(cfg.cache_dir)) if cfg.real_faces else None  # real faces (FER+); None: synthetic
     prog, tick = _progress("real-face evidence" if bank is not None else "synthetic face evidence", len(train_seqs))
     with prog:
         faces = []
@@ -312,7 +315,8 @@ def train(cfg: TrainConfig) -> dict:
     D = A + FACE_DIM + 4
     emb_cols = np.array([i for i, n in enumerate(feature_schema(cfg.audio, cfg.video, cfg.tick_hz)["audio_names"])
                          if n.startswith("emb")], np.int64)
-    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout, prior_ticks=cfg.prior_ticks)
+    net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout, prior_ticks=cfg.prior_ticks,
+                    face_expert=cfg.face_expert)
     net.mean.copy_(torch.from_numpy(mean))
     net.std.copy_(torch.from_numpy(std))
     n_params = sum(p.numel() for p in net.parameters())
