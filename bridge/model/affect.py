@@ -55,7 +55,9 @@ class AffectNet(nn.Module):
     label) times the log of the face path's own expression probabilities (their mean over the face window, calm
     sharing neutral's), wherever the tick has them. A visitor who does not speak then gets the face path's
     judgement directly -- the LSTM adds to it rather than having to re-learn it from the 10 % of training streams
-    that are face only -- and with a voice the LSTM learns what to add or take away."""
+    that are face only -- and with a voice the LSTM learns what to add or take away. Measured over 3 seeds it did
+    not make the face-only states stable or better (docs/MODEL_CARD.md, "Tried, not shipped"): an option, off in the
+    shipped recipe."""
 
     def __init__(self, in_dim: int, audio_dim: int, face_dim: int, hidden: int = 128, proj: int = 128,
                  dropout: float = 0.2, n_labels: int = len(LABELS), prior_ticks: float = 150.0,
