@@ -80,6 +80,10 @@ class VideoConfig(_Strict):
     # run the landmarker at most this often and hold the last observation on the frames in between; 0 = off
     steady_face_fps: float = Field(15.0, ge=0, le=240)
     steady_max_change: float = Field(0.05, gt=0, le=1)  # "barely": every blendshape moved by less than this
+    # with several faces in view, the landmarker analyses at most this many faces a second in all (each run costs
+    # one landmark pass per face): k faces get a run every k/faces_per_s s and the frames in between hold the last
+    # observation, so a group costs about what one visitor at this rate costs; 0 = off (every face every frame)
+    faces_per_s: float = Field(30.0, ge=0, le=1000)
     calibration_s: float = Field(2.0, gt=0, le=60)
     calibration_forget_s: float = Field(8.0, gt=0, le=3600)
 

@@ -65,6 +65,32 @@ def test_face_fps_limits_the_rate_and_tolerates_jitter():
     assert {off.decide(img, x) for x in t} == {"run"}
 
 
+def test_a_group_shares_the_landmarker_rate():
+    """video.faces_per_s: k faces in view get a landmarker run every k/faces_per_s s (held frames between), one face
+    every frame; the rate follows the group as it grows and shrinks; 0 = off."""
+    from bridge.features.face import FaceObservation
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    rng = np.random.default_rng(2)
+    t = np.arange(240) / 30 + rng.uniform(-0.004, 0.004, 240)  # a 30 fps camera with jitter
+
+    def run(gate, people):  # people(i): faces in view at frame i
+        out = []
+        for i, x in enumerate(t):
+            v = gate.decide(img, x)
+            if v == "run":
+                gate.seen(True, x, [FaceObservation(x, True) for _ in range(people(i))])
+            out.append(v)
+        return out
+
+    for k, runs in ((1, 60), (2, 30), (4, 15)):
+        v = run(FrameGate(face_fps=30, faces_per_s=30), lambda i: k)[:60]
+        assert v.count("run") == runs and v.count("hold") == 60 - runs and v.count("drop") == 0, (k, v)
+    v = run(FrameGate(face_fps=30, faces_per_s=30), lambda i: 1 if i < 60 else (2 if i < 120 else 1))
+    assert v[:60].count("run") == 60 and v[60:120].count("run") == 30 and v[120:].count("run") == 120
+    assert set(run(FrameGate(face_fps=30, faces_per_s=0), lambda i: 4)) == {"run"}
+
+
 def _still_then_moving_video(path, seconds_still=2.0, seconds_moving=1.0, fps=30.0):
     import cv2
 
