@@ -98,3 +98,48 @@ def test_face_block_uses_the_bank(small_bank):
     F, present, _age = face_block(seq, 20.0, VideoConfig(), np.random.default_rng(0), "face", small_bank[0])
     assert F.shape == (T, FACE_DIM)
     assert F[present > 0, EXPR_MEAN:EXPR_MEAN + 7].sum(1).min() > 0.9  # expression means sum to ~1 wherever the face is seen
+
+
+def test_a_still_silent_visitor_has_window_spreads_near_zero(small_bank):
+    """Face-only training streams of a visitor who stands still and does not speak: the window spreads of the
+    blendshapes and expression probabilities are a small fraction of a moving, talking visitor's (a still face in
+    front of a camera gives spreads near 0), and no talking mouth moves without a voice."""
+    from bridge.config import VideoConfig
+    from bridge.features.face import BS_INDEX, N_BLENDSHAPES, N_EXPRESSIONS
+    from bridge.training.build import Sequence, face_block
+
+    T = 200  # 10 s at 20 Hz, a voice over most of it
+    voice = np.zeros(T, bool)
+    voice[20:180] = True
+    seq = Sequence(np.zeros((T, 3), np.float32), voice, np.zeros(T, np.int64), np.zeros((T, 2)), np.ones(T),
+                   np.zeros(T, np.int64), np.zeros(T, np.int64), np.array([0.0, 5.0]),
+                   [LABELS.index("happy"), LABELS.index("sad")], [2, 2], ["a", "b"], "spk")
+    spread = {}
+    for name, kw in {"talking": {}, "silent": {"silent": True}, "still": {"silent": True, "still": True}}.items():
+        runs = [face_block(seq, 20.0, VideoConfig(), np.random.default_rng(s), "face", small_bank[0], **kw)
+                for s in range(4)]
+        F = np.concatenate([f[f[:, -1] > 0] for f, _p, _a in runs])
+        spread[name] = {"bs": np.median(F[:, N_BLENDSHAPES:2 * N_BLENDSHAPES].mean(1)),
+                        "expr": np.median(F[:, EXPR_MEAN + N_EXPRESSIONS:EXPR_MEAN + 2 * N_EXPRESSIONS].mean(1)),
+                        "jaw": np.median(F[:, N_BLENDSHAPES + BS_INDEX["jawOpen"]])}
+    assert spread["silent"]["jaw"] < 0.5 * spread["talking"]["jaw"]  # no talking mouth without a voice
+    assert spread["still"]["bs"] < 0.3 * spread["silent"]["bs"]
+    assert spread["still"]["expr"] < 0.3 * spread["silent"]["expr"]
+
+
+def test_room_only_keeps_the_unvoiced_ticks():
+    """A face-only training chain with the microphone on hears the room: only the sequence's own unvoiced ticks."""
+    from bridge.training.build import Sequence
+    from bridge.training.train import room_only
+
+    T = 50
+    audio = np.arange(T * 3, dtype=np.float32).reshape(T, 3)
+    voice = np.zeros(T, bool)
+    voice[10:40] = True
+    audio[:, -1] = voice  # the voice-activity feature
+    seq = Sequence(audio, voice, np.zeros(T, np.int64), np.zeros((T, 2)), np.ones(T), np.zeros(T, np.int64),
+                   np.zeros(T, np.int64), np.array([0.0]), [0], [1], ["a"], "spk")
+    out = room_only(seq, np.random.default_rng(0))
+    quiet = {tuple(r) for r in audio[~voice]}
+    assert out.T == T and not out.voice.any() and all(tuple(r) in quiet for r in out.audio)
+    assert len({tuple(r) for r in out.audio}) == len(quiet)  # all of the room, in order, repeated

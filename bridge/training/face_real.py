@@ -217,13 +217,17 @@ def _ou_noise(rng: np.random.Generator, n: int, fps: float, tau_s: float, sd: fl
 
 
 def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.random.Generator | None = None,
-                      t0: float = 0.0, speaking: np.ndarray | None = None, config=None):
+                      t0: float = 0.0, speaking: np.ndarray | None = None, config=None, still: bool = False):
     """Per-frame ``FaceObservation``s for a label timeline ``[(label, intensity, duration_s), ...]`` from REAL
     faces: the synthetic generator supplies only the dynamics (expression episodes with onset / apex / offset,
     intensity, head-pose drift, face size, dropouts, talking mouth and blinks); the expression itself -- the
     blendshapes and the expression probabilities -- is a blend between a real neutral face (the visitor's resting
     face, one per sequence) and a real face of the segment's label (one per segment), weighted by the episode
-    envelope. See docs/FACE_EVIDENCE.md."""
+    envelope. See docs/FACE_EVIDENCE.md.
+
+    ``still``: a visitor standing still (``SynthConfig.still`` dynamics), with a tenth of the measurement noise and,
+    in half of such sequences, no blinks -- a face whose window standard deviations are near 0, as a still face
+    in front of a camera gives and as ``emotion-bridge evaluate --through-model`` holds one."""
     from bridge.features.face import FaceObservation
     from bridge.labels import LABELS
     from bridge.training import face_synth as fs
@@ -231,6 +235,8 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
     if rng is None:
         raise TypeError("rng (a numpy Generator) is required")
     cfg = config or fs.SynthConfig()
+    if still:
+        cfg = cfg.still()
     track = fs.synthesize(timeline, fps, rng, t0, speaking, config=cfg)
     n = len(track.times)
     if n == 0:
@@ -267,6 +273,9 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
         bs = bs + spk[:, None] * fs._talking(rng, cfg, track.person, t, fps)
     calm = np.clip(track.activation[:, LABELS.index("calm")], 0.0, 1.0)
     blink = fs._blinks(rng, cfg, track.person, t, fps, spk, calm)
+    if still and rng.random() < 0.5:
+        blink[:] = 0.0
+    noise = 0.1 if still else 1.0
     bs = np.clip(bs, 0.0, 1.0)
     I = fs.BS_INDEX
     for ch in ("eyeBlinkLeft", "eyeBlinkRight"):
@@ -275,9 +284,9 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
         bs[:, I[ch]] *= 1.0 - blink
     # measurement noise: blendshapes relative + floor, expression probabilities in log space (more when talking
     # or blinking: the network sees a moving mouth / closed eyes)
-    bs = np.clip(bs + _ou_noise(rng, n, fps, 0.1, 1.0, bs.shape[1]) * (0.004 + 0.06 * bs), 0.0, 1.0)
+    bs = np.clip(bs + _ou_noise(rng, n, fps, 0.1, 1.0, bs.shape[1]) * (0.004 + 0.06 * bs) * noise, 0.0, 1.0)
     logp = np.log(np.clip(blend_p, 1e-4, 1.0))
-    sd = 0.25 + 0.25 * spk + 0.5 * blink
+    sd = (0.25 + 0.25 * spk + 0.5 * blink) * noise
     logp = logp + _ou_noise(rng, n, fps, 0.15, 1.0, logp.shape[1]) * sd[:, None]
     p = np.exp(logp - logp.max(1, keepdims=True))
     p = (p / p.sum(1, keepdims=True)).astype(np.float32)

@@ -288,6 +288,13 @@ class SynthConfig:
         """The same dynamics with the face always found."""
         return replace(self, p_dropouts=0.0, p_absent=0.0)
 
+    def still(self) -> "SynthConfig":
+        """A visitor standing still and silent in front of the camera: the same expression episodes, with the head
+        almost motionless (a tenth of the drift), no wobble of the expression and no dropouts."""
+        return replace(self, pose_drift_sd=tuple(0.1 * v for v in self.pose_drift_sd), pose_speech_sd=(0.0, 0.0, 0.0),
+                       pose_noise_sd=0.1 * self.pose_noise_sd, size_drift=0.1 * self.size_drift,
+                       apex_wobble=0.1 * self.apex_wobble, p_dropouts=0.0, p_absent=0.0)
+
     def full_prototypes(self) -> "SynthConfig":
         """The same dynamics with every episode showing the whole prototype (no partial / unexpressed ones)."""
         return replace(self, p_partial=0.0, p_unexpressed=0.0)

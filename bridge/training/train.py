@@ -64,6 +64,13 @@ class TrainConfig:
     # read as the training mean), so the model cannot lean on the embedding alone
     p_drop_embedding: float = 0.0
     p_face_only: float = 0.1
+    # what a face-only chain shows. "talking": the face of the two-modality chains (talking mouth), audio absent --
+    # the recipe until 2026-12-03. "visitor": a visitor who does not speak (no talking mouth), standing still in
+    # ``face_only_still`` of the sequences (window spreads near 0, as a still face gives), and in ``face_only_room``
+    # of the chains with the microphone on, hearing only the room (the sequence's own unvoiced ticks)
+    face_only: str = "talking"
+    face_only_still: float = 0.5
+    face_only_room: float = 0.5
     face_expert: bool = False  # the face path's log probabilities added to the label logits (AffectNet docstring)
     # channel / speaker variation on the audio features, in training standard deviations: one offset per stream (one
     # microphone, one voice) and noise per tick
@@ -119,6 +126,19 @@ def make_inputs(seq: Sequence, face: tuple[np.ndarray, np.ndarray, np.ndarray] |
     aa = np.zeros(T, np.float32) if audio_on else np.ones(T, np.float32)
     audio = seq.audio if audio_on else np.zeros_like(seq.audio)
     return np.concatenate([audio, fv, np.stack([ap, fp, aa, fa], 1)], 1).astype(np.float32)
+
+
+def room_only(seq: Sequence, rng: np.random.Generator) -> Sequence:
+    """The sequence with its audio replaced by its own unvoiced ticks (no voice activity: neither the sequence's
+    flag nor the voice-activity feature, the last audio column), in order from a random start and repeated: a
+    microphone that hears the room but no voice."""
+    import dataclasses
+
+    quiet = np.flatnonzero((seq.voice <= 0.5) & (seq.audio[:, -1] <= 0.5))
+    if len(quiet) == 0:
+        raise ValueError(f"sequence of {seq.speaker} has no unvoiced tick to hear the room from")
+    idx = quiet[(int(rng.integers(len(quiet))) + np.arange(seq.T)) % len(quiet)]
+    return dataclasses.replace(seq, audio=seq.audio[idx], voice=np.zeros_like(seq.voice))
 
 
 def _pad(items: list[Batchable], T: int):
@@ -310,6 +330,18 @@ def train(cfg: TrainConfig) -> dict:
         for s in train_seqs:
             faces.append(face_block(s, cfg.tick_hz, cfg.video, rng, "face", bank))
             tick()
+    if cfg.face_only not in ("talking", "visitor"):
+        raise ValueError(f"face_only {cfg.face_only!r}: 'talking' or 'visitor'")
+    fo_rng = np.random.default_rng([cfg.seed, 3])  # its own stream: the rest of the recipe draws as before
+    faces_fo = faces
+    if cfg.face_only == "visitor" and cfg.p_face_only > 0:
+        prog, tick = _progress("face evidence of silent visitors", len(train_seqs))
+        with prog:
+            faces_fo = []
+            for s in train_seqs:
+                faces_fo.append(face_block(s, cfg.tick_hz, cfg.video, fo_rng, "face", bank, silent=True,
+                                           still=bool(fo_rng.random() < cfg.face_only_still)))
+                tick()
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
@@ -369,7 +401,10 @@ def train(cfg: TrainConfig) -> dict:
                         if u < cfg.p_no_face:
                             x = make_inputs(s, None)
                         elif u < cfg.p_no_face + cfg.p_face_only:
-                            x = make_inputs(s, faces[j], audio_on=False)
+                            if cfg.face_only == "visitor" and fo_rng.random() < cfg.face_only_room:
+                                x = make_inputs(room_only(s, fo_rng), faces_fo[j])
+                            else:
+                                x = make_inputs(s, faces_fo[j], audio_on=False)
                         else:
                             x = make_inputs(s, faces[j])
                         parts.append((x, s))
