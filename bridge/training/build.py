@@ -220,14 +220,15 @@ def _load(path: Path) -> list[Sequence]:
 
 
 def face_block(seq: Sequence, tick_hz: float, video_cfg: VideoConfig, rng: np.random.Generator,
-               mode: str, bank=None, silent: bool = False, still: bool = False
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               mode: str, bank=None, silent: bool = False, still: bool = False, noise: float | None = None,
+               jitter: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Face features for a sequence's label timeline: (face (T,F), present (T,), age (T,)).
 
     ``mode``: "none" (no camera), "face" (visitor in view, with dropouts). ``bank``: a ``face_real.FaceBank``
     of real labelled faces (the expression comes from them, the dynamics from ``face_synth``); None: fully
     synthetic face evidence (``face_synth``). ``silent``: the visitor does not speak (no talking mouth, whatever
-    the audio holds); ``still`` (with a bank): a visitor standing still (``face_real.real_observations``)."""
+    the audio holds); ``still``, ``noise``, ``jitter`` (with a bank): a visitor standing still, the camera's
+    measurement noise (``face_real.real_observations``)."""
     T = seq.T
     F = np.zeros((T, FACE_DIM), np.float32)
     present = np.zeros(T, np.float32)
@@ -248,7 +249,8 @@ def face_block(seq: Sequence, tick_hz: float, video_cfg: VideoConfig, rng: np.ra
     if bank is not None:
         from bridge.training.face_real import real_observations
 
-        obs = real_observations(timeline, bank, fps=speaking_fps, rng=rng, t0=0.0, speaking=speaking, still=still)
+        obs = real_observations(timeline, bank, fps=speaking_fps, rng=rng, t0=0.0, speaking=speaking, still=still,
+                                noise=noise, jitter=jitter)
     else:
         obs = generate(timeline, fps=speaking_fps, rng=rng, t0=0.0, speaking=speaking)
     win = FaceWindow(video_cfg.window_s)

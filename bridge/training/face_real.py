@@ -217,7 +217,8 @@ def _ou_noise(rng: np.random.Generator, n: int, fps: float, tau_s: float, sd: fl
 
 
 def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.random.Generator | None = None,
-                      t0: float = 0.0, speaking: np.ndarray | None = None, config=None, still: bool = False):
+                      t0: float = 0.0, speaking: np.ndarray | None = None, config=None, still: bool = False,
+                      noise: float | None = None, jitter: float = 0.0):
     """Per-frame ``FaceObservation``s for a label timeline ``[(label, intensity, duration_s), ...]`` from REAL
     faces: the synthetic generator supplies only the dynamics (expression episodes with onset / apex / offset,
     intensity, head-pose drift, face size, dropouts, talking mouth and blinks); the expression itself -- the
@@ -227,7 +228,10 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
 
     ``still``: a visitor standing still (``SynthConfig.still`` dynamics), with a tenth of the measurement noise and,
     in half of such sequences, no blinks -- a face whose window standard deviations are near 0, as a still face
-    in front of a camera gives and as ``emotion-bridge evaluate --through-model`` holds one."""
+    in front of a camera gives and as ``emotion-bridge evaluate --through-model`` holds one. ``noise``: a factor on
+    the measurement noise (default 0.1 still, 1 otherwise; a camera in low light or a small face gives more);
+    ``jitter``: sigma of white per-frame noise on the blendshapes and the expression probabilities (landmark jitter
+    from frame to frame)."""
     from bridge.features.face import FaceObservation
     from bridge.labels import LABELS
     from bridge.training import face_synth as fs
@@ -275,7 +279,7 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
     blink = fs._blinks(rng, cfg, track.person, t, fps, spk, calm)
     if still and rng.random() < 0.5:
         blink[:] = 0.0
-    noise = 0.1 if still else 1.0
+    noise = (0.1 if still else 1.0) if noise is None else float(noise)
     bs = np.clip(bs, 0.0, 1.0)
     I = fs.BS_INDEX
     for ch in ("eyeBlinkLeft", "eyeBlinkRight"):
@@ -289,7 +293,12 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
     sd = (0.25 + 0.25 * spk + 0.5 * blink) * noise
     logp = logp + _ou_noise(rng, n, fps, 0.15, 1.0, logp.shape[1]) * sd[:, None]
     p = np.exp(logp - logp.max(1, keepdims=True))
-    p = (p / p.sum(1, keepdims=True)).astype(np.float32)
+    p = p / p.sum(1, keepdims=True)
+    if jitter > 0:
+        bs = np.clip(bs + rng.normal(0.0, jitter, bs.shape), 0.0, 1.0)
+        p = np.clip(p + rng.normal(0.0, jitter, p.shape), 1e-4, None)
+        p = p / p.sum(1, keepdims=True)
+    p = p.astype(np.float32)
     bs = bs.astype(np.float32)
     out = []
     for i in range(n):

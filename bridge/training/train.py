@@ -71,6 +71,11 @@ class TrainConfig:
     face_only: str = "talking"
     face_only_still: float = 0.5
     face_only_room: float = 0.5
+    # ... and each such sequence's camera: a factor on the measurement noise, log-uniform in this range (1 = the
+    # moving visitor's; a still one gets a tenth of the factor), and white per-frame jitter up to this sigma on the
+    # blendshapes and expression probabilities; (1, 1) and 0: every sequence the same
+    face_only_noise: tuple[float, float] = (1.0, 1.0)
+    face_only_jitter: float = 0.0
     face_expert: bool = False  # the face path's log probabilities added to the label logits (AffectNet docstring)
     # channel / speaker variation on the audio features, in training standard deviations: one offset per stream (one
     # microphone, one voice) and noise per tick
@@ -339,8 +344,12 @@ def train(cfg: TrainConfig) -> dict:
         with prog:
             faces_fo = []
             for s in train_seqs:
+                still = bool(fo_rng.random() < cfg.face_only_still)
+                lo, hi = cfg.face_only_noise
+                noise = (math.exp(fo_rng.uniform(math.log(lo), math.log(hi))) if hi > lo else lo) * (0.1 if still else 1.0)
+                jitter = float(fo_rng.uniform(0.0, cfg.face_only_jitter)) if cfg.face_only_jitter > 0 else 0.0
                 faces_fo.append(face_block(s, cfg.tick_hz, cfg.video, fo_rng, "face", bank, silent=True,
-                                           still=bool(fo_rng.random() < cfg.face_only_still)))
+                                           still=still, noise=noise, jitter=jitter))
                 tick()
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
