@@ -64,18 +64,20 @@ class TrainConfig:
     # read as the training mean), so the model cannot lean on the embedding alone
     p_drop_embedding: float = 0.0
     p_face_only: float = 0.1
-    # what a face-only chain shows. "talking": the face of the two-modality chains (talking mouth), audio absent --
-    # the recipe until 2026-12-03. "visitor": a visitor who does not speak (no talking mouth), standing still in
-    # ``face_only_still`` of the sequences (window spreads near 0, as a still face gives), and in ``face_only_room``
-    # of the chains with the microphone on, hearing only the room (the sequence's own unvoiced ticks)
-    face_only: str = "talking"
+    # what a face-only chain shows. "visitor" (since 2026-12-03): a visitor who does not speak (no talking mouth),
+    # standing still in ``face_only_still`` of the sequences (window spreads near 0, as a still face gives), and in
+    # ``face_only_room`` of the chains with the microphone on, hearing only the room (the sequence's own unvoiced
+    # ticks). "talking": the face of the two-modality chains (talking mouth), audio absent -- the recipe until
+    # 2026-12-03, whose face-only states changed by up to 0.29 accuracy between retrains (docs/MODEL_CARD.md)
+    face_only: str = "visitor"
     face_only_still: float = 0.5
     face_only_room: float = 0.5
     # ... and each such sequence's camera: a factor on the measurement noise, log-uniform in this range (1 = the
-    # moving visitor's; a still one gets a tenth of the factor), and white per-frame jitter up to this sigma on the
-    # blendshapes and expression probabilities; (1, 1) and 0: every sequence the same
+    # moving visitor's; a still one gets a tenth of the factor), and white per-frame jitter, its sigma uniform in
+    # [0, face_only_jitter], on the blendshapes and expression probabilities (0.015: robust to a noisier camera
+    # without losing the still faces; (0.5, 3) and 0.03 lost still faces, docs/MODEL_CARD.md)
     face_only_noise: tuple[float, float] = (1.0, 1.0)
-    face_only_jitter: float = 0.0
+    face_only_jitter: float = 0.015
     face_expert: bool = False  # the face path's log probabilities added to the label logits (AffectNet docstring)
     # channel / speaker variation on the audio features, in training standard deviations: one offset per stream (one
     # microphone, one voice) and noise per tick
