@@ -148,9 +148,33 @@ class _ModelRunner:
         self.hold_s = hold_s
         self._Engine = FeatureEngine
 
-    def __call__(self, obs, noise: float = 0.0, rng: np.random.Generator | None = None) -> int:
+    def room_vectors(self, db: float = -50.0) -> np.ndarray:
+        """Tick vectors of a microphone hearing a quiet room and no voice: pink noise at ``db`` dBFS through the
+        bridge's own audio features and voice-activity model, one per tick of the hold (for ``room``)."""
+        from bridge.config import VideoConfig
+        from bridge.training.augment import pink_noise
+
+        n = int(self.hold_s * self.tick_hz)
+        eng = self._Engine(self.audio_cfg, VideoConfig(), use_face=False)
+        sr = self.audio_cfg.sample_rate
+        x = (pink_noise(int(sr * n / self.tick_hz) + sr, np.random.default_rng(1)) * 10 ** (db / 20)).astype(np.float32)
+        blk = int(sr / self.tick_hz)
+        out = []
+        for k in range(n):
+            t = (k + 1) / self.tick_hz
+            eng.push_audio(x[k * blk:(k + 1) * blk], t)
+            v, info = eng.vector(t)
+            if info.voice_active:
+                raise RuntimeError(f"the quiet room at {db} dBFS was heard as speech")
+            out.append(v)
+        return np.stack(out)
+
+    def __call__(self, obs, noise: float = 0.0, rng: np.random.Generator | None = None,
+                 room: np.ndarray | None = None) -> int:
         """``noise`` > 0: Gaussian noise of that sigma on the blendshapes and expression probabilities of every frame
-        (a camera never gives the exact same numbers twice; a perfectly still face has window spreads of 0)."""
+        (a camera never gives the exact same numbers twice; a perfectly still face has window spreads of 0).
+        ``room`` (:meth:`room_vectors`): the microphone on, hearing the room -- each tick's audio block and audio
+        masks from it."""
         from bridge.features.face import FaceObservation
         from bridge.labels import LABELS
 
@@ -165,6 +189,11 @@ class _ModelRunner:
                 ex = np.clip(ex + rng.normal(0, noise, ex.shape), 1e-4, None)
                 ex = (ex / ex.sum()).astype(np.float32)
             eng.push_face(FaceObservation(t, True, bs, obs.pose, obs.size, None, ex))
-            out = self.model.step(eng.vector(t)[0])
+            v = eng.vector(t)[0]
+            if room is not None:  # audio present: the room's audio block, presence mask and age
+                v = v.copy()
+                a = eng.audio_dim
+                v[:a], v[-4], v[-2] = room[k][:a], room[k][-4], room[k][-2]
+            out = self.model.step(v)
         lab = LABELS[int(np.argmax(out.probs))]
         return EXPRESSION_LABELS.index("neutral" if lab == "calm" else lab)
