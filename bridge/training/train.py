@@ -348,7 +348,8 @@ def train(cfg: TrainConfig) -> dict:
             for s in train_seqs:
                 still = bool(fo_rng.random() < cfg.face_only_still)
                 lo, hi = cfg.face_only_noise
-                noise = (math.exp(fo_rng.uniform(math.log(lo), math.log(hi))) if hi > lo else lo) * (0.1 if still else 1.0)
+                noise = math.exp(fo_rng.uniform(math.log(lo), math.log(hi))) if hi > lo else lo
+                noise *= 0.1 if still else 1.0
                 jitter = float(fo_rng.uniform(0.0, cfg.face_only_jitter)) if cfg.face_only_jitter > 0 else 0.0
                 faces_fo.append(face_block(s, cfg.tick_hz, cfg.video, fo_rng, "face", bank, silent=True,
                                            still=still, noise=noise, jitter=jitter))
