@@ -1005,7 +1005,8 @@ def bench_bridge(prof: dict, workdir: Path, face_model: str, weights: str | None
         "num_faces": num_faces, "people_in_view_at_end": b.get("people_in_view"),
         "expression_runs_per_face_frame": (b["expression_runs"] / max(1, b["face_frames"])
                                            if b.get("expression_runs") is not None else None),
-        # the frame gate: landmarker runs, frames held while the face was steady (video.steady_face_fps), still
+        # the frame gate: landmarker runs, frames held (steady faces, video.steady_face_fps; a group sharing the
+        # landmarker, video.faces_per_s), still
         # frames reused, frames above video.face_fps
         "gate_per_s": {k: v / wall for k, v in b.get("gate", {}).items()},
         "landmarker_runs_per_s": b.get("gate", {}).get("run", 0) / wall,

@@ -196,7 +196,8 @@ def run(config, duration, quiet, source, script, seed, preview, **kw):
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             g = bridge.gate.counts
             log.info("sent %d states; capture-to-wire latency p50 %.1f ms, p99 %.1f ms; %d face frames (the "
-                     "landmarker ran on %d, %d held while the face was steady, %d still)", bridge.hub.published,
+                     "landmarker ran on %d, %d held (steady faces, or a group sharing it), %d still)",
+                     bridge.hub.published,
                      p(0.5), p(0.99), bridge.face_frames, g["run"], g["hold"], g["same"])
     _exit_now(0)
 
