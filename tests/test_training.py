@@ -199,3 +199,20 @@ def test_train_without_ferplus_stops_at_once_and_says_what_to_do(tmp_path):
     assert "FER+ was not found" in msg and "$BRIDGE_FERPLUS" in msg and "--synthetic-faces" in msg, msg
     assert "features: train chains" not in msg  # it stopped before the feature build
     assert "Traceback" not in msg
+
+
+def test_fresh_visitor_clips_are_streams_of_their_own():
+    """``fresh_sets``: each single training clip is its own stream (a fresh model state), while the chains of one
+    speaker and chain set still form sessions cut at chain boundaries."""
+    from types import SimpleNamespace
+
+    from bridge.training.train import TrainConfig, _streams
+
+    seqs = [SimpleNamespace(speaker=f"a{k % 2}") for k in range(12)]
+    set_of = [0] * 6 + [-1] * 6  # 6 chains of set 0 (3 per speaker), 6 single clips
+    cfg = TrainConfig(data="", out="", session_cut=0.0)  # never cut: one session per speaker
+    streams = _streams(seqs, set_of, cfg, np.random.default_rng(0))
+    singles = [s for s in streams if any(set_of[i] < 0 for i in s)]
+    assert sorted(i for s in singles for i in s) == list(range(6, 12)) and all(len(s) == 1 for s in singles)
+    sessions = [s for s in streams if s not in singles]
+    assert len(sessions) == 2 and all(len({seqs[i].speaker for i in s}) == 1 and len(s) == 3 for s in sessions)

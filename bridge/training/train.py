@@ -53,6 +53,10 @@ class TrainConfig:
     class_balance: bool = True  # weight the loss by inverse label frequency (RAVDESS has half as much neutral)
     sessions: bool = True  # train on whole-speaker sessions (truncated BPTT), as the validation sessions run
     session_cut: float = 0.6  # ...cut at chain boundaries with this probability: cold starts, as fresh visitors
+    # fresh visitors: sets of single training clips, each clip its own stream from a fresh feature and model state
+    # (set 0 as recorded, the others speed-perturbed and through a random microphone/room/noise per speaker). The
+    # chains alone start cold only at stream starts (about 6 % of the clips trained on)
+    fresh_sets: int = 0
     tbptt: int = 600  # ticks per truncated-BPTT chunk (20 s at 30 Hz)
     dropout: float = 0.4  # 0.4 and weight decay 0.01 (were 0.2 / 0.001): session UAR 0.50 -> 0.53 at seed 0
     prior_ticks: float = 150.0  # speaker adaptation: pseudo-ticks of population statistics a new voice starts from
@@ -170,9 +174,12 @@ def _streams(train_seqs: list[Sequence], set_of: list[int], cfg: TrainConfig, rn
     if not cfg.sessions:
         return [[i] for i in range(len(train_seqs))]
     groups: dict[tuple, list[int]] = {}
-    for i, s in enumerate(train_seqs):
-        groups.setdefault((set_of[i], s.speaker), []).append(i)
     out = []
+    for i, s in enumerate(train_seqs):
+        if set_of[i] < 0:  # a fresh-visitor clip (``cfg.fresh_sets``): a stream of its own
+            out.append([i])
+        else:
+            groups.setdefault((set_of[i], s.speaker), []).append(i)
     for _, v in sorted(groups.items()):
         order = [int(i) for i in rng.permutation(v)]
         cur = [order[0]]
@@ -325,6 +332,14 @@ def train(cfg: TrainConfig) -> dict:
                      speed=cfg.speed_perturb if r > 0 else 0.0, augment_seed=aug_seed)
         train_seqs += new
         set_of += [r] * len(new)
+    for r in range(cfg.fresh_sets):
+        # set 0 is the calibration's own build of the training clips (seed 777: no extra feature pass)
+        aug_seed = cfg.data_seed * 1000 + 500 + r if (r > 0 and cfg.augment) else None
+        seed = cfg.data_seed * 1000 + (777 if r == 0 else 500 + r)
+        new = _build(tr_clips, cfg, seed, True, f"features: fresh-visitor clips {r + 1}",
+                     speed=cfg.speed_perturb if r > 0 else 0.0, augment_seed=aug_seed)
+        train_seqs += new
+        set_of += [-1 - r] * len(new)
     val_sessions = _build(va_clips, cfg, cfg.data_seed * 1000 + 779, False, "features: validation sessions",
                           cfg.session_len)
     val_chains = val_sessions  # smoothing (jitter, lag) is measured on the same whole-speaker sessions
@@ -354,6 +369,8 @@ def train(cfg: TrainConfig) -> dict:
                 faces_fo.append(face_block(s, cfg.tick_hz, cfg.video, fo_rng, "face", bank, silent=True,
                                            still=still, noise=noise, jitter=jitter))
                 tick()
+    # sequences with room to hear (``room_only``): a short single clip may be voiced from end to end
+    quiet = [bool(((s.voice <= 0.5) & (s.audio[:, -1] <= 0.5)).any()) for s in train_seqs]
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
@@ -413,7 +430,8 @@ def train(cfg: TrainConfig) -> dict:
                         if u < cfg.p_no_face:
                             x = make_inputs(s, None)
                         elif u < cfg.p_no_face + cfg.p_face_only:
-                            if cfg.face_only == "visitor" and fo_rng.random() < cfg.face_only_room:
+                            if (cfg.face_only == "visitor" and fo_rng.random() < cfg.face_only_room
+                                    and quiet[j]):
                                 x = make_inputs(room_only(s, fo_rng), faces_fo[j])
                             else:
                                 x = make_inputs(s, faces_fo[j], audio_on=False)
