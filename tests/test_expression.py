@@ -81,9 +81,11 @@ def test_crop_follows_face_size_position_and_roll():
     assert crop_face(img, lm2).shape == (112, 112, 3)
 
 
-def test_one_face_layout_is_bit_identical(model):
+def test_one_face_layout_equals_the_plain_network(model):
     """The live path (one face per call) runs a channels-last copy of the network for speed: on the 9 real face
-    crops, one at a time, its probabilities and embeddings are exactly those of the plain network."""
+    crops, one at a time, its probabilities and embeddings are those of the plain network to float32 rounding.
+    (Bit-identical on some CPUs; oneDNN picks its convolution kernels per CPU, and on an AMD EPYC host of
+    2026-12-03 the two layouts differed by up to 1e-6.)"""
     from convert_face_api import reference_inputs
 
     crops, _ = reference_inputs()
@@ -92,5 +94,6 @@ def test_one_face_layout_is_bit_identical(model):
         probs, emb = model(x)
         with torch.no_grad():
             logits, e = model.net(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
-        assert np.array_equal(emb, e.numpy())
-        assert np.array_equal(probs, torch.softmax(logits, 1).numpy())
+        np.testing.assert_allclose(emb, e.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(probs, torch.softmax(logits, 1).numpy(), rtol=1e-5, atol=1e-6)
+        assert probs.argmax() == int(logits.argmax())
