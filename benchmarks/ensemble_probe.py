@@ -16,8 +16,10 @@ from bridge.model.affect import StreamingAffectModel, load_weights
 from bridge.training.train import run_net, clip_eval, _mask_absent
 from bridge.training import build as B
 from bridge.labels import LABELS
-old = json.load(open("/work/lead/s9/schema_v2.json"))["plain"]["audio_names"]
-W = [f"/work/lead/s9/v3f0_s{i}/w.pt" for i in range(3)]
+# usage: ensemble_probe.py [SCHEMA_V2.json WEIGHTS WEIGHTS WEIGHTS] (defaults: session 9's scratch files)
+args = sys.argv[1:] or ["/work/lead/s9/schema_v2.json"] + [f"/work/lead/s9/v3f0_s{i}/w.pt" for i in range(3)]
+old = json.load(open(args[0]))["plain"]["audio_names"]
+W = args[1:]
 nets = [load_weights(w) for w in W]
 new = nets[0][1]["feature_schema"]["audio_names"]
 cols = [old.index(n) for n in new]
