@@ -111,7 +111,9 @@ def test_step_many_equals_each_visitor_stepped_alone(tmp_path):
             np.testing.assert_allclose([g.valence, g.arousal, g.confidence], [r.valence, r.arousal, r.confidence],
                                        atol=1e-6)
     for a, b in zip(alone, batched):
-        np.testing.assert_allclose(a.state, b.state, atol=1e-5)
+        # the state holds running sums of the speaker statistics (values up to ~30 here): float32 rounding of a
+        # batched against a single matrix product differs by a few ulps on some CPUs (1.5e-5 on 30.09, AMD EPYC)
+        np.testing.assert_allclose(a.state, b.state, rtol=2e-6, atol=1e-5)
 
 
 def test_packed_state_continues_the_full_pass(tmp_path):
