@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bridge.engine import FeatureEngine
 from bridge.features import face_model as fm
-from bridge.features.face import FaceObservation, FaceTracker
+from bridge.features.face import FaceTracker
 from bridge.labels import LABELS
-from bridge.model.affect import StreamingAffectModel
 from bridge.training.face_eval import EXPRESSION_LABELS, _ModelRunner, _prepare, load_images
 
 torch.set_num_threads(1)
@@ -38,32 +36,14 @@ def label(p):
 
 for w in W:
     runner = _ModelRunner(w, 2.0)
-    model = StreamingAffectModel.load(w)
     room = runner.room_vectors()
     for cond, noise, rm in (("still", 0.0, None), ("noise", 0.02, None), ("room", 0.02, room)):
         rng = np.random.default_rng(0)
         alone, fused = [], []
         for i in ok:
-            o = obs[i]
-            eng = FeatureEngine(runner.audio_cfg, runner.video_cfg, use_audio=False)
-            model.reset()
-            exs = []
-            for k in range(int(2.0 * runner.tick_hz)):
-                t = (k + 1) / runner.tick_hz
-                bs, ex = o.blendshapes, o.expression
-                if noise > 0:
-                    bs = np.clip(bs + rng.normal(0, noise, bs.shape), 0, 1).astype(np.float32)
-                    ex = np.clip(ex + rng.normal(0, noise, ex.shape), 1e-4, None)
-                    ex = (ex / ex.sum()).astype(np.float32)
-                exs.append(ex)
-                eng.push_face(FaceObservation(t, True, bs, o.pose, o.size, None, ex))
-                v = eng.vector(t)[0].copy()
-                if rm is not None:
-                    a = eng.audio_dim
-                    v[:a], v[-4], v[-2] = rm[k][:a], rm[k][-4], rm[k][-2]
-                out = model.step(v).probs
+            out, exs = runner.hold(obs[i], noise, rng, rm)
             face = np.zeros(len(LABELS))
-            face[to_labels] = np.mean(exs[-int(1.5 * runner.tick_hz):], 0)
+            face[to_labels] = exs[-int(1.5 * runner.tick_hz):].mean(0)
             alone.append(label(out))
             fused.append(label(0.5 * out + 0.5 * face))
         alone, fused = np.array(alone), np.array(fused)
