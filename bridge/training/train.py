@@ -139,13 +139,18 @@ def make_inputs(seq: Sequence, face: tuple[np.ndarray, np.ndarray, np.ndarray] |
     return np.concatenate([audio, fv, np.stack([ap, fp, aa, fa], 1)], 1).astype(np.float32)
 
 
+def quiet_ticks(seq: Sequence) -> np.ndarray:
+    """Indices of the ticks with no voice activity (neither the sequence's flag nor the last audio column)."""
+    return np.flatnonzero((seq.voice <= 0.5) & (seq.audio[:, -1] <= 0.5))
+
+
 def room_only(seq: Sequence, rng: np.random.Generator) -> Sequence:
     """The sequence with its audio replaced by its own unvoiced ticks (no voice activity: neither the sequence's
     flag nor the voice-activity feature, the last audio column), in order from a random start and repeated: a
     microphone that hears the room but no voice."""
     import dataclasses
 
-    quiet = np.flatnonzero((seq.voice <= 0.5) & (seq.audio[:, -1] <= 0.5))
+    quiet = quiet_ticks(seq)
     if len(quiet) == 0:
         raise ValueError(f"sequence of {seq.speaker} has no unvoiced tick to hear the room from")
     idx = quiet[(int(rng.integers(len(quiet))) + np.arange(seq.T)) % len(quiet)]
@@ -370,7 +375,7 @@ def train(cfg: TrainConfig) -> dict:
                                            still=still, noise=noise, jitter=jitter))
                 tick()
     # sequences with room to hear (``room_only``): a short single clip may be voiced from end to end
-    quiet = [bool(((s.voice <= 0.5) & (s.audio[:, -1] <= 0.5)).any()) for s in train_seqs]
+    quiet = [len(quiet_ticks(s)) > 0 for s in train_seqs]
     mean, std = norm_stats(train_seqs, faces)
     A = train_seqs[0].audio.shape[1]
     D = A + FACE_DIM + 4
