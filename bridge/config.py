@@ -101,6 +101,9 @@ class ModelConfig(_Strict):
     reset_after_s: float = Field(8.0, gt=0, le=3600)
     threads: int = Field(1, ge=1, le=16)
     quantize: Literal["none", "int8"] = "none"
+    # while the visitor is silent, the state is this share the face path's own reading and the rest the model's
+    # (bridge.engine.FaceFusion; 0 = the model alone). Measured in docs/MODEL_CARD.md ("Face-only states")
+    face_fusion: float = Field(0.5, ge=0, le=1)
 
 
 class EventsConfig(_Strict):

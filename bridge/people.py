@@ -35,7 +35,7 @@ from bridge.config import Config
 from bridge.engine import FACE_STALE_S, AffectRuntime, Hysteresis, TickInfo, step_runtimes
 from bridge.features.audio import SILENCE_DB
 from bridge.features.calibration import NeutralCalibration, neutral_reference
-from bridge.features.face import BS_INDEX, FaceObservation, FaceWindow
+from bridge.features.face import BS_INDEX, FaceObservation, FaceWindow, window_expression
 from bridge.frames import AffectState
 from bridge.labels import LABELS
 from bridge.model.affect import StreamingAffectModel
@@ -418,7 +418,8 @@ class Person:
         # this visitor's own resting face (video.calibration): the evidence of each person is relative to it
         self.calibration = NeutralCalibration(cfg.video.calibration, cfg.video.calibration_s,
                                               cfg.video.calibration_forget_s, neutral_reference())
-        self.runtime = AffectRuntime(StreamingAffectModel(model.net, model.meta), cfg.events, cfg.model.reset_after_s)
+        self.runtime = AffectRuntime(StreamingAffectModel(model.net, model.meta), cfg.events, cfg.model.reset_after_s,
+                                     cfg.model.face_fusion)
         self.t_face: float | None = None  # newest observation with this person's face
         self.last: FaceObservation | None = None
         self.state: AffectState | None = None
@@ -449,7 +450,7 @@ class Person:
             audio_age_s=a_age, face_present=face_ok, face_age_s=face_age if face_ok else None,
             pose=last.pose if last is not None else (0.0, 0.0, 0.0),
             face_size=last.size if last is not None else 0.0,
-            blendshapes=last.blendshapes if last is not None else None)
+            blendshapes=last.blendshapes if last is not None else None, expression=window_expression(face_vec))
         return vec, pinfo
 
     def step(self, audio_vec: np.ndarray | None, info: TickInfo, audio_dim: int, now: float, voice: bool,

@@ -64,7 +64,7 @@ class Worker:
 
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
     model = StreamingAffectModel.load(weights or cfg.model.weights, cfg.model.quantize)
-    rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s, cfg.model.face_fusion)
     problems = rt.check_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     if problems:
         raise WeightsError("the model weights were trained on other features than this configuration computes:\n  "
@@ -98,7 +98,7 @@ class Bridge:
         if self.engine.site is not None and cfg.audio.site_file:
             self.engine.site.load(cfg.audio.site_file)
         self._site_saved = time.monotonic()
-        self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+        self.runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s, cfg.model.face_fusion)
         self.people = PeopleEngine(cfg, model, self.runtime, self.engine.audio_dim)  # a state per person
         self.audio_src, self.video_src, self.tracker, self.hub = audio_source, video_source, face_tracker, hub
         self.on_state = on_state
@@ -436,7 +436,7 @@ def process_files(audio: str | Path | None = None, video: str | Path | None = No
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video, use_audio=audio is not None, use_face=video is not None)
     engine.site = site_adaptation(cfg, model)
-    runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s, cfg.model.face_fusion)
     people = PeopleEngine(cfg, model, runtime, engine.audio_dim)
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms)) if audio is not None else iter(())
     pending = next(blocks, None)

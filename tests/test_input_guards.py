@@ -115,7 +115,8 @@ def _bad_audio() -> dict[str, list[np.ndarray]]:
 def test_bad_audio_never_reaches_the_wire(case, weights):
     cfg = Config()
     eng = FeatureEngine(cfg.audio, cfg.video, use_audio=True, use_face=False)
-    rt = AffectRuntime(StreamingAffectModel.load(weights), cfg.events, cfg.model.reset_after_s)
+    rt = AffectRuntime(StreamingAffectModel.load(weights), cfg.events, cfg.model.reset_after_s,
+                       cfg.model.face_fusion)
     t = 0.0
     blocks = _bad_audio()[case]
     for i, block in enumerate(blocks):

@@ -180,7 +180,7 @@ def _old_process_files(video, audio, cfg):
     model.reset()
     engine = FeatureEngine(cfg.audio, cfg.video)
     engine.site = pl.site_adaptation(cfg, model)  # the microphone's site adaptation: shared, not per person
-    runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s)
+    runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s, cfg.model.face_fusion)
     single_step = pl._SingleStep() if hasattr(pl, "_SingleStep") else contextlib.nullcontext()
     blocks = iter(iter_audio_file(str(audio), cfg.audio.block_ms))
     pending = next(blocks, None)
@@ -521,8 +521,8 @@ def test_batched_model_steps_equal_each_person_stepped_alone(crossing_faces, mon
 
     def drive():
         engine = FeatureEngine(cfg.audio, cfg.video, use_audio=False, use_face=True)
-        people = bp.PeopleEngine(cfg, model, AffectRuntime(model, cfg.events, cfg.model.reset_after_s),
-                                 engine.audio_dim)
+        runtime = AffectRuntime(model, cfg.events, cfg.model.reset_after_s, cfg.model.face_fusion)
+        people = bp.PeopleEngine(cfg, model, runtime, engine.audio_dim)
         out = []
         for t, faces in crossing_faces:
             people.push_faces(faces, t)

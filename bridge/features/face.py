@@ -65,6 +65,14 @@ EXPR_MEAN = face_window_names().index(f"expr_{EXPRESSION_NAMES[0]}_mean")  # fir
 EXPR_FRAC = face_window_names().index("expr_frac")  # share of the window's face frames the network saw
 
 
+def window_expression(face_vec: np.ndarray | None) -> np.ndarray | None:
+    """The face path's 7 expression probabilities in a face window vector (their mean over the window), or None
+    when there is no face or the network saw none of its frames."""
+    if face_vec is None or face_vec[EXPR_FRAC] <= 0:
+        return None
+    return face_vec[EXPR_MEAN:EXPR_MEAN + N_EXPRESSIONS].copy()
+
+
 class FaceWindow:
     """Window statistics over the face observations of the last ``window_s`` seconds (present frames only)."""
 
