@@ -7,7 +7,8 @@ from a fresh state:
 - ``room``: ``noise``, and the microphone on, hearing a quiet room (pink noise at -50 dBFS through the bridge's own
   audio features and voice-activity model) but no voice -- a visitor who does not speak in a gallery.
 
-docs/MODEL_CARD.md, "Tried, not shipped" and "Face-only states".
+The affect model alone (``face_fusion`` 0); what the bridge outputs, fused with the face path while no voice is
+heard, is ``benchmarks/face_only_fusion.py``. docs/MODEL_CARD.md, "Tried, not shipped" and "Face-only states".
 
     BRIDGE_FACE_MODEL=.../face_landmarker.task python benchmarks/face_only_noise.py WEIGHTS [WEIGHTS ...]
 """
@@ -31,7 +32,7 @@ print('faces', len(ok), 'face path acc', np.mean([np.argmax(obs[i].expression) =
 
 
 for w in sys.argv[1:]:
-    runner = _ModelRunner(w, 2.0)
+    runner = _ModelRunner(w, 2.0, face_fusion=0.0)
     room = runner.room_vectors()
     yy = y[ok]
     for cond, noise, rm in (("still", 0.0, None), ("noise", 0.02, None), ("room", 0.02, room)):

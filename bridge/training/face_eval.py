@@ -132,10 +132,11 @@ def evaluate_faces(data: str | Path, out_dir: str | Path = "artifacts/evaluate-f
 
 class _ModelRunner:
     """Holds one still face in front of the full affect model (face only, fresh state) -> final label index in
-    EXPRESSION_LABELS (calm -> neutral)."""
+    EXPRESSION_LABELS (calm -> neutral). As the bridge does, the state is fused with the face path's own reading
+    while no voice is heard (``face_fusion``, ``model.face_fusion``; 0 = the affect model alone)."""
 
-    def __init__(self, weights: str | None, hold_s: float):
-        from bridge.config import VideoConfig
+    def __init__(self, weights: str | None, hold_s: float, face_fusion: float | None = None):
+        from bridge.config import ModelConfig, VideoConfig
         from bridge.engine import FeatureEngine
         from bridge.model.affect import StreamingAffectModel
         from bridge.model.tick import audio_config
@@ -146,6 +147,7 @@ class _ModelRunner:
         self.video_cfg = VideoConfig(window_s=sch["face_window_s"], calibration="off")  # unrelated stills
         self.tick_hz = sch["tick_hz"]
         self.hold_s = hold_s
+        self.face_fusion = ModelConfig().face_fusion if face_fusion is None else face_fusion
         self._Engine = FeatureEngine
 
     def room_vectors(self, db: float = -50.0) -> np.ndarray:
@@ -183,13 +185,15 @@ class _ModelRunner:
 
     def hold(self, obs, noise: float = 0.0, rng: np.random.Generator | None = None,
              room: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As ``__call__``: the model's final probabilities (over LABELS) and the expression probabilities the face
-        path gave on each frame (with the noise), (frames, 7)."""
+        """As ``__call__``: the final probabilities (over LABELS) and the expression probabilities the face path
+        gave on each frame (with the noise), (frames, 7)."""
+        from bridge.engine import FaceFusion
         from bridge.features.face import FaceObservation
 
         eng = self._Engine(self.audio_cfg, self.video_cfg, use_audio=False)
         self.model.reset()
-        out = None
+        fusion = FaceFusion(self.face_fusion)
+        probs = None
         exs = []
         for k in range(int(self.hold_s * self.tick_hz)):
             t = (k + 1) / self.tick_hz
@@ -200,10 +204,11 @@ class _ModelRunner:
                 ex = (ex / ex.sum()).astype(np.float32)
             exs.append(ex)
             eng.push_face(FaceObservation(t, True, bs, obs.pose, obs.size, None, ex))
-            v = eng.vector(t)[0]
-            if room is not None:  # audio present: the room's audio block, presence mask and age
+            v, info = eng.vector(t)
+            if room is not None:  # audio present: the room's audio block, presence mask and age (no voice in it)
                 v = v.copy()
                 a = eng.audio_dim
                 v[:a], v[-4], v[-2] = room[k][:a], room[k][-4], room[k][-2]
             out = self.model.step(v)
-        return out.probs, np.array(exs)
+            probs = fusion(out.probs, out.valence, out.arousal, info, t)[0]
+        return probs, np.array(exs)
