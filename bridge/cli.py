@@ -310,7 +310,7 @@ def models(fetch, face_model):
 
 
 # the recipe of the shipped weights, without importing torch for every command
-_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
+_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1, "members": 1}
 
 
 @main.command()
@@ -327,6 +327,8 @@ _TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
                    "through a random microphone, room and noise per speaker).")
 @click.option("--speed-perturb", default=_TRAIN_DEFAULTS["speed_perturb"], show_default=True,
               help="Chain sets after the first play each clip at a random speed within 1 ± this (0: off).")
+@click.option("--members", default=_TRAIN_DEFAULTS["members"], show_default=True,
+              help="Networks trained alike from seeds SEED, SEED+1, ... and shipped as one ensemble (their mean).")
 @click.option("--workers", default=2, show_default=True)
 @click.option("--artifacts", default="artifacts/train", show_default=True, help="Curves, confusion, report.")
 @click.option("--no-baselines", is_flag=True)
@@ -336,17 +338,18 @@ _TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1}
 @click.option("--synthetic-faces", is_flag=True,
               help="Train the face branch on the synthetic face generator alone, without FER+ (much weaker face-only "
                    "states). By default FER+ real faces are required ($BRIDGE_FERPLUS or ../shared/data/ferplus).")
-def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, workers, artifacts,
-          no_baselines, speech_encoder, synthetic_faces):
+def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets, speed_perturb, members, workers,
+          artifacts, no_baselines, speech_encoder, synthetic_faces):
     """Train the streaming affect model on a RAVDESS folder or a manifest CSV."""
     _setup_logging("INFO")
     from bridge.config import AudioConfig
     from bridge.training.face_real import FaceBankError
-    from bridge.training.train import TrainConfig, train as _train
+    from bridge.training.train import TrainConfig, train_members as _train
 
     cfg = TrainConfig(data=data, out=out, epochs=epochs, seed=seed, data_seed=data_seed, augment=not no_augment,
                       val_actors=tuple(int(a) for a in val_actors.split(",") if a), chain_sets=chain_sets,
-                      speed_perturb=speed_perturb, workers=workers, artifacts=artifacts, baselines=not no_baselines,
+                      speed_perturb=speed_perturb, members=members, workers=workers, artifacts=artifacts,
+                      baselines=not no_baselines,
                       audio=AudioConfig(speech_encoder=speech_encoder), real_faces=not synthetic_faces)
     try:
         rep = _train(cfg)

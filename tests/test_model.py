@@ -7,21 +7,26 @@ import torch
 from bridge.config import Config
 from bridge.features.face import EXPR_FRAC, EXPR_MEAN, FACE_DIM
 from bridge.labels import LABELS
-from bridge.model.affect import (AffectNet, StreamingAffectModel, WeightsError, default_weights_path, load_weights,
+from bridge.model.affect import (AffectEnsemble, AffectNet, StreamingAffectModel, WeightsError, default_weights_path, load_weights,
                                  pack_state, save_weights, step_many, unpack_state)
 from bridge.model.tick import feature_schema
 from bridge.pipeline import load_model
 
 
-def tiny(tmp_path, face_expert=False, **meta_over):
+def tiny(tmp_path, face_expert=False, members=1, **meta_over):
+    """A small random network (``members`` > 1: an ensemble of that many, each its own draw)."""
     cfg = Config()
     sch = feature_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     a = len(sch["audio_names"])
     torch.manual_seed(0)
-    net = AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=16, proj=16, face_expert=face_expert)
-    if face_expert:
-        net.face_w.data.uniform_(0.5, 1.5)  # as if trained: every path must apply its own weight per label
-    net.va_offset.copy_(torch.tensor([0.1, -0.2]))  # a calibrated model: every path must apply it
+    nets = []
+    for k in range(members):
+        net = AffectNet(a + FACE_DIM + 4, a, FACE_DIM, hidden=16, proj=16, face_expert=face_expert)
+        if face_expert:
+            net.face_w.data.uniform_(0.5, 1.5)  # as if trained: every path must apply its own weight per label
+        net.va_offset.copy_(torch.tensor([0.1, -0.2 + 0.1 * k]))  # a calibrated model: every path must apply it
+        nets.append(net)
+    net = nets[0] if members == 1 else AffectEnsemble(nets)
     meta = {"labels": list(LABELS), "feature_schema": sch, **meta_over}
     p = tmp_path / "tiny.pt"
     save_weights(p, net, meta)
@@ -68,13 +73,14 @@ def _varied(net, T=240, seed=1):
     return x
 
 
-@pytest.mark.parametrize("weights", ["tiny", "tiny_face_expert", "packaged"])
+@pytest.mark.parametrize("weights", ["tiny", "tiny_face_expert", "tiny_ensemble", "packaged"])
 def test_one_tick_path_equals_the_full_pass(tmp_path, weights):
     """step() takes the one-tick path (numpy, running sums, one LSTM cell); through utterances, pauses and
     missing modalities it equals the sequence pass run tick by tick (forward at T = 1, the path it replaces) to
     1e-5 and AffectNet.forward over the whole sequence to 1e-5 for 50 ticks, 5e-5 over 240 (float32 running
     sums in another order: the tick-by-tick forward differs from the whole pass by as much), shipped weights too."""
-    net = load_weights(None if weights == "packaged" else tiny(tmp_path, weights == "tiny_face_expert")[0])[0]
+    net = load_weights(None if weights == "packaged" else
+                       tiny(tmp_path, weights == "tiny_face_expert", 3 if weights == "tiny_ensemble" else 1)[0])[0]
     x = _varied(net)
     with torch.inference_mode():
         logits, va, conf, _ = net(x)
@@ -91,10 +97,11 @@ def test_one_tick_path_equals_the_full_pass(tmp_path, weights):
                                        atol=1e-5 if t < 50 else 5e-5)
 
 
-def test_step_many_equals_each_visitor_stepped_alone(tmp_path):
+@pytest.mark.parametrize("weights", ["packaged", "tiny_ensemble"])
+def test_step_many_equals_each_visitor_stepped_alone(tmp_path, weights):
     """Several visitors in one batched call: the same outputs and states as stepping each model alone, with
     visitors joining (fresh state) and leaving between ticks."""
-    net = load_weights(None)[0]
+    net = load_weights(None if weights == "packaged" else tiny(tmp_path, members=3)[0])[0]
     x = _varied(net, T=120, seed=3)
     x3 = torch.cat([x, x[:1].flip(1)], 0).numpy()  # three visitors
     alone = [StreamingAffectModel(net, {}) for _ in range(3)]
@@ -116,10 +123,11 @@ def test_step_many_equals_each_visitor_stepped_alone(tmp_path):
         np.testing.assert_allclose(a.state, b.state, rtol=2e-6, atol=1e-5)
 
 
-def test_packed_state_continues_the_full_pass(tmp_path):
+@pytest.mark.parametrize("members", [1, 3])
+def test_packed_state_continues_the_full_pass(tmp_path, members):
     """The one-tick state and forward()'s state tuple convert into each other: forward for 100 ticks, then
-    step; step for 100 ticks, then forward — both equal the full pass."""
-    net = load_weights(tiny(tmp_path)[0])[0]
+    step; step for 100 ticks, then forward — both equal the full pass (an ensemble's too)."""
+    net = load_weights(tiny(tmp_path, members=members)[0])[0]
     x = _varied(net)[:1]
     with torch.inference_mode():
         full = torch.softmax(net(x)[0], -1)[0].numpy()
@@ -132,6 +140,28 @@ def test_packed_state_continues_the_full_pass(tmp_path):
             np.testing.assert_allclose(m.step(x[0, t].numpy()).probs, full[t], atol=1e-5)
         logits, _, _, _ = net(x[:, 140:], unpack_state(net, m.state))
     np.testing.assert_allclose(torch.softmax(logits, -1)[0].numpy(), full[140:], atol=1e-5)
+
+
+def test_ensemble_is_the_mean_of_its_members(tmp_path):
+    """An ensemble file's states are the means of its members' (probabilities, valence/arousal, confidence), each
+    member keeping its own streaming state; saved and loaded it is the same networks; int8 keeps the full pass."""
+    p, ens = tiny(tmp_path, members=3)
+    net, _ = load_weights(p)
+    assert isinstance(net, AffectEnsemble) and len(net.members) == 3
+    for a, b in zip(net.members, ens.members):
+        for (ka, ta), (kb, tb) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert ka == kb and torch.equal(ta, tb)
+    x = _varied(net, T=80)[0].numpy()
+    m = StreamingAffectModel(net, {})
+    alone = [StreamingAffectModel(k, {}) for k in net.members]
+    for v in x:
+        out, outs = m.step(v), [a.step(v) for a in alone]
+        np.testing.assert_allclose(out.probs, np.mean([o.probs for o in outs], 0), atol=1e-6)
+        np.testing.assert_allclose([out.valence, out.arousal, out.confidence],
+                                   np.mean([[o.valence, o.arousal, o.confidence] for o in outs], 0), atol=1e-6)
+    assert len({round(float(o.probs.max()), 6) for o in outs}) == 3  # the members differ
+    q = StreamingAffectModel.load(p, quantize="int8")
+    assert q.one_tick is None and np.isfinite(q.step(x[0]).probs).all()
 
 
 def test_int8_model_steps_through_the_full_pass():

@@ -130,6 +130,20 @@ def test_small_training_run_end_to_end(tmp_path):
     torch.manual_seed(0)
     rep2 = train(cfg)
     assert rep2["val_clips_audio_only"]["uar"] == rep["val_clips_audio_only"]["uar"]
+    # an ensemble of two: member 0 is exactly the network above (seed 0), member 1 another draw (seed 1)
+    from dataclasses import replace
+
+    from bridge.model.affect import AffectEnsemble
+    from bridge.training.train import train_members
+
+    ens_out = tmp_path / "ens.pt"
+    rep_e = train_members(replace(cfg, members=2, out=str(ens_out), artifacts=str(tmp_path / "art_e")))
+    ens, ens_meta = load_weights(ens_out)
+    assert isinstance(ens, AffectEnsemble) and ens_meta["seed"] == [0, 1] and len(ens_meta["va_offset"]) == 2
+    assert all(torch.equal(a, b) for a, b in zip(ens.members[0].state_dict().values(), net.state_dict().values()))
+    assert not torch.equal(ens.members[1].lstm.weight_hh_l0, net.lstm.weight_hh_l0)
+    assert rep_e["val_clips_fresh_audio_only"]["n_clips"] == 15 and len(rep_e["members"]) == 2
+    assert (tmp_path / "art_e" / "member1" / "weights.pt").is_file()
     held_out = manifest(tmp_path / "val.csv", [c for c in clips if c.speaker == "actor03"])
     res = evaluate(str(held_out), str(out), str(tmp_path / "eval"), workers=1, cache_dir=str(tmp_path / "cache"),
                    robustness=True, per_speaker_label=1)

@@ -176,6 +176,38 @@ class AffectNet(nn.Module):
         return logits, va, conf, state
 
 
+class AffectEnsemble(nn.Module):
+    """Several ``AffectNet`` trained alike from different seeds (``emotion-bridge train --members``), run side by
+    side: the label probabilities, valence/arousal and confidence are their means (``forward`` returns the log of
+    the mean probabilities as logits). An average of independently trained networks generalises better than any
+    one of them and does not depend on one training draw (docs/MODEL_CARD.md); each member keeps its own
+    streaming state (the state is the tuple of the members')."""
+
+    def __init__(self, members: list[AffectNet]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        first = members[0]
+        for m in members[1:]:
+            if (m.in_dim, m.audio_dim, m.face_dim) != (first.in_dim, first.audio_dim, first.face_dim):
+                raise ValueError("ensemble members must take the same tick vector")
+        self.members = nn.ModuleList(members)
+        self.in_dim, self.audio_dim, self.face_dim = first.in_dim, first.audio_dim, first.face_dim
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None):
+        states = state if state is not None else (None,) * len(self.members)
+        outs = [m(x, st) for m, st in zip(self.members, states)]
+        probs = torch.stack([torch.softmax(o[0], -1) for o in outs]).mean(0)
+        va = torch.stack([o[1] for o in outs]).mean(0)
+        conf = torch.stack([o[2] for o in outs]).mean(0)
+        return torch.log(probs.clamp(min=1e-12)), va, conf, tuple(o[3] for o in outs)
+
+
+def members(net: nn.Module) -> list[AffectNet]:
+    """The networks of a weights file: the ensemble's members, or the one network."""
+    return list(net.members) if isinstance(net, AffectEnsemble) else [net]
+
+
 @dataclass
 class StepOutput:
     probs: np.ndarray
@@ -186,6 +218,8 @@ class StepOutput:
 
 def _fast_step_ok(net: AffectNet) -> bool:
     """The one-tick path reads the float layers' weights directly; a quantised net (int8) keeps the full pass."""
+    if isinstance(net, AffectEnsemble):
+        return not net.training and all(_fast_step_ok(m) for m in net.members)
     return (not net.training and type(net.lstm) is nn.LSTM and net.lstm.num_layers == 1
             and not net.lstm.bidirectional and net.lstm.proj_size == 0 and type(net.proj[0]) is nn.Linear
             and all(type(m) is nn.Linear for m in (net.head_cls, net.head_va, net.head_conf)))
@@ -193,7 +227,9 @@ def _fast_step_ok(net: AffectNet) -> bool:
 
 def state_width(net: AffectNet) -> int:
     """Width of the packed one-tick state: LSTM (h, c), speaker statistics (n, sum, sum of squares), utterance
-    (last voiced tick, n, sum, sum of squares)."""
+    (last voiced tick, n, sum, sum of squares); an ensemble's members' side by side."""
+    if isinstance(net, AffectEnsemble):
+        return sum(state_width(m) for m in net.members)
     return 2 * net.hidden + 1 + 2 * net.audio_dim + 2 + 2 * net.audio_dim
 
 
@@ -204,6 +240,8 @@ def _split_sizes(net: AffectNet) -> list[int]:
 
 def fresh_state(net: AffectNet, batch: int = 1) -> np.ndarray:
     """The packed state of a new visitor (what ``AffectNet.forward`` assumes for ``state=None``)."""
+    if isinstance(net, AffectEnsemble):
+        return np.concatenate([fresh_state(m, batch) for m in net.members], 1)
     s = np.zeros((batch, state_width(net)), np.float32)
     s[:, 2 * net.hidden + 1 + 2 * net.audio_dim] = -1e9  # no voiced tick yet
     return s
@@ -211,6 +249,8 @@ def fresh_state(net: AffectNet, batch: int = 1) -> np.ndarray:
 
 def pack_state(net: AffectNet, state: tuple) -> np.ndarray:
     """``AffectNet.forward``'s state tuple -> the packed (B, state_width) array of :class:`OneTick`."""
+    if isinstance(net, AffectEnsemble):
+        return np.concatenate([pack_state(m, st) for m, st in zip(net.members, state)], 1)
     (h, c), (n, s1, s2), (last_v, pn, ps1, ps2) = state
     return torch.cat([h[0], c[0], n[:, 0], s1[:, 0], s2[:, 0], last_v, pn[:, 0], ps1[:, 0], ps2[:, 0]],
                      1).detach().numpy().astype(np.float32)
@@ -218,6 +258,9 @@ def pack_state(net: AffectNet, state: tuple) -> np.ndarray:
 
 def unpack_state(net: AffectNet, s: np.ndarray) -> tuple:
     """The packed state -> ``AffectNet.forward``'s state tuple (to continue with the full-sequence pass)."""
+    if isinstance(net, AffectEnsemble):
+        ends = np.cumsum([state_width(m) for m in net.members])[:-1]
+        return tuple(unpack_state(m, part) for m, part in zip(net.members, np.split(s, ends, 1)))
     h, c, n, s1, s2, last_v, pn, ps1, ps2 = (torch.from_numpy(np.ascontiguousarray(x))
                                              for x in np.split(s, np.cumsum(_split_sizes(net))[:-1], 1))
     return ((h[None], c[None]), (n[:, None], s1[:, None], s2[:, None]),
@@ -317,6 +360,32 @@ class OneTick:
                 np.concatenate([h, c, n, s1, s2, seen - np.float32(1.0), un, us1, us2], 1))
 
 
+class EnsembleOneTick:
+    """:class:`OneTick` of each ensemble member on its part of the packed state; the outputs averaged as
+    ``AffectEnsemble.forward`` averages them."""
+
+    def __init__(self, net: AffectEnsemble):
+        self.net = net
+        self.ticks = [OneTick(m) for m in net.members]
+        ends = np.cumsum([state_width(m) for m in net.members]).tolist()
+        self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
+
+    def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if s is None:
+            s = fresh_state(self.net, x.shape[0])
+        elif isinstance(s, tuple):
+            s = pack_state(self.net, s)
+        outs, states = zip(*(tick(x, s[:, part]) for tick, part in zip(self.ticks, self.parts)))
+        return np.mean(outs, 0, dtype=np.float32), np.concatenate(states, 1)
+
+
+def one_tick(net: nn.Module) -> OneTick | EnsembleOneTick | None:
+    """The numpy one-tick step of a network or an ensemble (None for a quantised one: it keeps the full pass)."""
+    if not _fast_step_ok(net):
+        return None
+    return EnsembleOneTick(net) if isinstance(net, AffectEnsemble) else OneTick(net)
+
+
 class StreamingAffectModel:
     """One tick at a time; the LSTM's (h, c), the speaker statistics and the utterance pooling live in
     ``self.state`` (one packed array, see :class:`OneTick`); ``reset()`` clears them (a new visitor).
@@ -326,7 +395,7 @@ class StreamingAffectModel:
         self.net = net.eval()
         self.meta = meta
         self.state: np.ndarray | tuple | None = None
-        self.one_tick = OneTick(self.net) if _fast_step_ok(self.net) else None
+        self.one_tick = one_tick(self.net)
 
     def reset(self) -> None:
         self.state = None
@@ -402,14 +471,26 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_weights(path: str | Path, net: AffectNet, meta: dict) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arch = {"in_dim": net.in_dim, "audio_dim": net.audio_dim, "face_dim": net.face_dim, "hidden": net.hidden,
+def _arch(net: AffectNet) -> dict:
+    return {"in_dim": net.in_dim, "audio_dim": net.audio_dim, "face_dim": net.face_dim, "hidden": net.hidden,
             "proj": net.proj_dim, "prior_ticks": net.prior_ticks, "utt_gap": net.utt_gap,
             "face_expert": net.face_expert}
-    torch.save({"format": "emotion-bridge-weights/1", "arch": arch, "meta": meta,
-                "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}, path)
+
+
+def _tensors(net: AffectNet) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+
+
+def save_weights(path: str | Path, net: AffectNet | AffectEnsemble, meta: dict) -> str:
+    """One network: ``arch`` + ``state_dict``; an ensemble: ``members``, a list of those."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"format": "emotion-bridge-weights/1", "meta": meta}
+    if isinstance(net, AffectEnsemble):
+        blob["members"] = [{"arch": _arch(m), "state_dict": _tensors(m)} for m in net.members]
+    else:
+        blob.update(arch=_arch(net), state_dict=_tensors(net))
+    torch.save(blob, path)
     digest = sha256_file(path)
     path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
     return digest
@@ -444,7 +525,8 @@ def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
     if not isinstance(blob, dict) or blob.get("format") != "emotion-bridge-weights/1":
         raise WeightsError(f"{p} is not an emotion-bridge weights file (format tag missing).")
     try:
-        arch, meta = blob["arch"], blob["meta"]
+        meta = blob["meta"]
+        parts = blob["members"] if "members" in blob else [{"arch": blob["arch"], "state_dict": blob["state_dict"]}]
         labels = meta.get("labels", [])
     except (KeyError, TypeError, AttributeError) as e:  # the right tag, but not the content it promises
         raise WeightsError(f"{p} is an incomplete or damaged emotion-bridge weights file ({type(e).__name__}: "
@@ -452,11 +534,15 @@ def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
     if not isinstance(labels, (list, tuple)) or list(labels) != list(LABELS):
         raise WeightsError(f"{p} was trained for labels {meta.get('labels')}, this bridge uses {list(LABELS)}.")
     try:
-        net = AffectNet(**arch)
-        sd = dict(blob["state_dict"])
-        sd.setdefault("va_offset", torch.zeros(2))  # weights from before the calibration: uncalibrated
-        net.load_state_dict(sd)
-    except (RuntimeError, TypeError, ValueError, KeyError) as e:
+        nets = []
+        for part in parts:
+            net = AffectNet(**part["arch"])
+            sd = dict(part["state_dict"])
+            sd.setdefault("va_offset", torch.zeros(2))  # weights from before the calibration: uncalibrated
+            net.load_state_dict(sd)
+            nets.append(net.eval())
+        net = nets[0] if len(nets) == 1 else AffectEnsemble(nets)
+    except (RuntimeError, TypeError, ValueError, KeyError, IndexError) as e:
         raise WeightsError(f"{p}: weights do not fit the model architecture: {type(e).__name__}: "
                            f"{str(e)[:300]}") from None
     return net.eval(), meta
