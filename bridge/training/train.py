@@ -333,16 +333,24 @@ def train_members(cfg: TrainConfig) -> dict:
         return train(cfg)
     t_start = time.time()
     art = Path(cfg.artifacts)
-    reports, nets, metas = [], [], []
     for k in range(cfg.members):
         mdir = art / f"member{k}"
         log.info("ensemble member %d of %d (seed %d)", k + 1, cfg.members, cfg.seed + k)
-        reports.append(train(replace(cfg, seed=cfg.seed + k, members=1, out=str(mdir / "weights.pt"),
-                                     artifacts=str(mdir), baselines=cfg.baselines and k == 0)))
-        net, meta = load_weights(mdir / "weights.pt")
-        nets.append(net)
-        metas.append(meta)
-    ens = AffectEnsemble(nets)
+        train(replace(cfg, seed=cfg.seed + k, members=1, out=str(mdir / "weights.pt"), artifacts=str(mdir),
+                      baselines=cfg.baselines and k == 0))
+    return ensemble_of(cfg, [art / f"member{k}" for k in range(cfg.members)], time.time() - t_start)
+
+
+def ensemble_of(cfg: TrainConfig, member_dirs: list[Path], seconds: float = 0.0) -> dict:
+    """The members trained into ``member_dirs`` (each a ``weights.pt`` and ``report.json`` from :func:`train`)
+    -> one ensemble at ``cfg.out``, evaluated on the validation speakers; report in ``cfg.artifacts``."""
+    art = Path(cfg.artifacts)
+    reports = [json.loads((Path(d) / "report.json").read_text()) for d in member_dirs]
+    nets, metas = zip(*(load_weights(Path(d) / "weights.pt") for d in member_dirs))
+    for m in metas[1:]:
+        if m["feature_schema"] != metas[0]["feature_schema"] or m["data_list_sha256"] != metas[0]["data_list_sha256"]:
+            raise ValueError("ensemble members must be trained on the same data with the same features")
+    ens = AffectEnsemble(list(nets))
     _, _, va_clips = _split(cfg)
     val_sessions = _build(va_clips, cfg, cfg.data_seed * 1000 + 779, False, "features: validation sessions",
                           cfg.session_len)
@@ -358,14 +366,14 @@ def train_members(cfg: TrainConfig) -> dict:
                 va_offset=[m["va_offset"] for m in metas],
                 val_uar_audio_only=report["val_clips_audio_only"]["uar"],
                 val_uar_fresh_clips_audio_only=report["val_clips_fresh_audio_only"]["uar"],
-                train_seconds=round(time.time() - t_start, 1))
+                train_seconds=round(seconds or sum(m["train_seconds"] for m in metas), 1))
     report["weights_sha256"] = save_weights(cfg.out, ens, meta)
     report["train_seconds"] = meta["train_seconds"]
     report["smoothing"] = reports[0].get("smoothing", {})  # the first member's (with the baselines)
     art.mkdir(parents=True, exist_ok=True)
     (art / "report.json").write_text(json.dumps(report, indent=2))
     _plot_confusion(np.array(report["val_clips_audio_only"]["confusion"]), art / "confusion.png",
-                    f"validation speakers, audio only, ensemble of {cfg.members} "
+                    f"validation speakers, audio only, ensemble of {len(member_dirs)} "
                     f"(UAR {report['val_clips_audio_only']['uar']:.1%})")
     return report
 
