@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +208,7 @@ def _save(path: Path, seqs: list[Sequence]) -> None:
             arrays[f"{i}_{f}"] = getattr(s, f)
     meta = [{"seg_labels": s.seg_labels, "seg_intensity": s.seg_intensity, "clips": s.clips, "speaker": s.speaker}
             for s in seqs]
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two builds of the same set (two trainings) never mix
     np.savez(tmp, meta=json.dumps(meta), **arrays)
     tmp.replace(path)
 
