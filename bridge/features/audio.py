@@ -290,12 +290,11 @@ class AudioFeatures:
     def _names(self) -> list[str]:
         n: list[str] = []
         n += [f"mfcc{i}_{s}" for s in ("mean", "std", "slope") for i in range(1, self.n_mfcc)]
-        n += [f"dmfcc{i}_std" for i in range(self.n_mfcc)]
         n += ["rel_db_mean", "rel_db_std", "rel_db_slope", "rel_db_max"]
         n += ["pitch_st_mean", "pitch_st_std", "pitch_st_slope", "pitch_st_range", "voiced_frac"]
         n += [f"{f}_{s}" for f in ("centroid", "flux", "zcr") for s in ("mean", "std", "slope")]
         n += [f"emb{i}_mean" for i in range(self.emb_dim)]
-        n += ["onset_rate", "speech_frac", "recent_active"]  # the last column is the voice-activity flag
+        n += ["speech_frac", "recent_active"]  # the last column is the voice-activity flag
         return n
 
     def embedding_window(self) -> np.ndarray:
@@ -327,11 +326,6 @@ class AudioFeatures:
 
         mf = rows[:, self.sl_mfcc]
         m_mu, m_sd, m_sl = wstats(mf[:, 1:], w)  # c0 is the level: left out
-        if n >= 5:  # regression delta, N=2 (as HTK), over the window's interior
-            d = (2 * (mf[4:] - mf[:-4]) + (mf[3:-1] - mf[1:-3])) / 10.0
-            _, d_sd, _ = wstats(d, w[2:-2], t[2:-2])
-        else:
-            d_sd = np.zeros(self.n_mfcc, np.float32)
         r_mu, r_sd, r_sl = wstats(rel_db[:, None], np.ones(n, np.float32))
         if voiced.sum() >= 3:
             st = 12.0 * np.log2(np.maximum(rows[voiced, self.i_f0], 1.0) / 100.0)
@@ -346,18 +340,15 @@ class AudioFeatures:
             p_mu = p_sd = p_sl = p_rng = 0.0
         sp = rows[:, [self.i_cent, self.i_flux, self.i_zcr]]
         s_mu, s_sd, s_sl = wstats(sp, w)
-        onset = rows[:, self.i_onset]
-        peaks = (onset[1:-1] > onset[:-2]) & (onset[1:-1] >= onset[2:]) & (onset[1:-1] > 1.5) & active[1:-1]
-        dur = n * self.cfg.hop_ms / 1000.0
         recent = active[-max(1, int(0.3 * 1000 / self.cfg.hop_ms)):]
         voice_active = bool(recent.mean() > 0.3)
         vec = np.concatenate([
-            m_mu, m_sd, m_sl, d_sd,
+            m_mu, m_sd, m_sl,
             [r_mu[0], r_sd[0], r_sl[0], rel_db.max()],
             [p_mu, p_sd, p_sl, p_rng, voiced.mean()],
             np.stack([s_mu, s_sd, s_sl], 1).reshape(-1),
             self.embedding_window(),
-            [peaks.sum() / dur, vad.mean(), float(voice_active)],
+            [vad.mean(), float(voice_active)],
         ]).astype(np.float32)
         return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0), voice_active
 

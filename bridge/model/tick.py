@@ -17,8 +17,8 @@ from bridge.features.face import FACE_DIM, face_window_names
 MAX_AGE_S = 2.0
 # what the audio vector is computed with beyond the config: the VAD and the speech encoder (a new front end
 # changes this, so older weights are refused with a clear message instead of silently misreading the features)
-AUDIO_FRONT_END = "silero-vad-6 + speech-level-relative loudness, v2"
-ENCODER_FRONT_END = "silero-vad-6 + google-speech-embedding (openWakeWord) + speech-level-relative loudness, v2"
+AUDIO_FRONT_END = "silero-vad-6 + speech-level-relative loudness, v3"
+ENCODER_FRONT_END = "silero-vad-6 + google-speech-embedding (openWakeWord) + speech-level-relative loudness, v3"
 MASK_NAMES = ["audio_present", "face_present", "audio_age", "face_age"]
 
 
