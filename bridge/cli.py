@@ -310,7 +310,7 @@ def models(fetch, face_model):
 
 
 # the recipe of the shipped weights, without importing torch for every command
-_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1, "members": 1}
+_TRAIN_DEFAULTS = {"epochs": 14, "chain_sets": 3, "speed_perturb": 0.1, "members": 3}
 
 
 @main.command()

@@ -24,7 +24,9 @@ FACE_PATH_FACES = {4: "happy", 15: "surprised", 40: "angry"}
 # surprised / fearful / angry / sad, each a still face drifting a little through the whole bridge (face only).
 # Weights of 2026-12-02 (second fine-tuning stage): 5, 5, 3 and 3 of the six come out as their label; the weights
 # shipped 2026-12-03 (face-only training chains of silent visitors): 6, 5, 4, 3. On the first 20 clear faces of each
-# label: 44 of 67 then, 54 of 68 now (surprised 20/20, fearful 7/8, angry 15/20, sad 12/20; docs/MODEL_CARD.md).
+# label: 44 of 67 then, 54 of 67 with those; the ensemble shipped later that day with the face fusion
+# (model.face_fusion): 59 of 67 (surprised 20/20, fearful 6/7, angry 18/20, sad 15/20; benchmarks/face_videos.py,
+# docs/MODEL_CARD.md).
 # Sad is near one half on these six, so the test asks for half of the six: a face path or affect model that stops
 # reading faces fails it; six faces cannot tell 0.5 from 0.6.
 CLEAR = {"surprised": (16, 21, 52, 64, 71, 76), "fearful": (56, 924, 1101, 2212, 2851, 3138),

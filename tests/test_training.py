@@ -130,14 +130,15 @@ def test_small_training_run_end_to_end(tmp_path):
     torch.manual_seed(0)
     rep2 = train(cfg)
     assert rep2["val_clips_audio_only"]["uar"] == rep["val_clips_audio_only"]["uar"]
-    # an ensemble of two: member 0 is exactly the network above (seed 0), member 1 another draw (seed 1)
+    # an ensemble of two: member 0 is exactly the network above (seed 0), member 1 another draw (seed 1, trained
+    # in a process of its own)
     from dataclasses import replace
 
     from bridge.model.affect import AffectEnsemble
     from bridge.training.train import train_members
 
     ens_out = tmp_path / "ens.pt"
-    rep_e = train_members(replace(cfg, members=2, out=str(ens_out), artifacts=str(tmp_path / "art_e")))
+    rep_e = train_members(replace(cfg, members=2, workers=2, out=str(ens_out), artifacts=str(tmp_path / "art_e")))
     ens, ens_meta = load_weights(ens_out)
     assert isinstance(ens, AffectEnsemble) and ens_meta["seed"] == [0, 1] and len(ens_meta["va_offset"]) == 2
     assert all(torch.equal(a, b) for a, b in zip(ens.members[0].state_dict().values(), net.state_dict().values()))

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -85,7 +86,7 @@ class TrainConfig:
     face_expert: bool = False  # the face path's log probabilities added to the label logits (AffectNet docstring)
     # networks trained alike from seeds seed .. seed + members - 1 and shipped as one ensemble (their mean;
     # AffectEnsemble): better on voices and faces it never met than any one, and no longer one training draw
-    members: int = 1
+    members: int = 3
     # channel / speaker variation on the audio features, in training standard deviations: one offset per stream (one
     # microphone, one voice) and noise per tick
     stream_shift: float = 0.15  # 0.5 helps the voice but hurts face-only states (docs/MODEL_CARD.md): not yet
@@ -328,17 +329,31 @@ def _split(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Clip]]:
 def train_members(cfg: TrainConfig) -> dict:
     """``cfg.members`` networks, each exactly what :func:`train` makes with seed ``cfg.seed + k`` (the baselines
     only beside the first), saved at ``cfg.out`` as one ensemble with its own validation numbers; the members'
-    files and reports stay in ``cfg.artifacts``/member<k>. One member: :func:`train`."""
+    files and reports stay in ``cfg.artifacts``/member<k>. The first member builds the features (``workers``
+    processes); the others then train side by side, ``workers`` at a time, from the cache. One member:
+    :func:`train`."""
     if cfg.members <= 1:
         return train(cfg)
     t_start = time.time()
     art = Path(cfg.artifacts)
-    for k in range(cfg.members):
-        mdir = art / f"member{k}"
-        log.info("ensemble member %d of %d (seed %d)", k + 1, cfg.members, cfg.seed + k)
-        train(replace(cfg, seed=cfg.seed + k, members=1, out=str(mdir / "weights.pt"), artifacts=str(mdir),
-                      baselines=cfg.baselines and k == 0))
-    return ensemble_of(cfg, [art / f"member{k}" for k in range(cfg.members)], time.time() - t_start)
+    dirs = [art / f"member{k}" for k in range(cfg.members)]
+    jobs = [replace(cfg, seed=cfg.seed + k, members=1, out=str(d / "weights.pt"), artifacts=str(d),
+                    baselines=cfg.baselines and k == 0, workers=cfg.workers if k == 0 else 1)
+            for k, d in enumerate(dirs)]
+    log.info("ensemble member 1 of %d (seed %d)", cfg.members, cfg.seed)
+    train(jobs[0])
+    log.info("ensemble members 2-%d (seeds %d-%d), %d at a time", cfg.members, cfg.seed + 1,
+             cfg.seed + cfg.members - 1, max(1, cfg.workers))
+    if cfg.workers > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(min(cfg.workers, len(jobs) - 1), mp_context=multiprocessing.get_context("spawn")
+                                 ) as ex:
+            list(ex.map(train, jobs[1:]))
+    else:
+        for job in jobs[1:]:
+            train(job)
+    return ensemble_of(cfg, dirs, time.time() - t_start)
 
 
 def ensemble_of(cfg: TrainConfig, member_dirs: list[Path], seconds: float = 0.0) -> dict:
