@@ -274,32 +274,49 @@ class OneTick:
     at T = 1 the sequence pass is ~80 tiny torch operations of a few microseconds of dispatch each, and
     ``nn.LSTM``'s oneDNN kernel alone costs ~120 us; numpy's per-operation cost is about a third of torch's.
 
-    The weights are numpy *views* of the network's tensors (no copies), so loading new weights into the same
-    network in place is seen at once."""
+    One network: the weights are numpy *views* of its tensors (no copies), so loading new weights into the same
+    network in place is seen at once. An :class:`AffectEnsemble`: the K members' weights stacked on a leading axis
+    (copies), so the K members take the same ~80 operations as one, on (K, B, ...) arrays (batched matrix
+    products); the packed state holds the members' states side by side, and the output is their mean, as
+    ``AffectEnsemble.forward``'s."""
 
-    def __init__(self, net: AffectNet):
-        def w(t: torch.Tensor) -> np.ndarray:
-            return t.detach().numpy()
+    def __init__(self, net: AffectNet | AffectEnsemble):
+        nets = members(net)
+        self.k = len(nets)
+        first = nets[0]
+        for m in nets[1:]:
+            if (m.prior_ticks, m.utt_gap, m.face_expert, m.proj[2].approximate, m.proj[1].eps) != (
+                    first.prior_ticks, first.utt_gap, first.face_expert, first.proj[2].approximate, first.proj[1].eps):
+                raise ValueError("ensemble members must share the architecture")
+
+        def w(get, t: bool = False) -> np.ndarray:
+            arrs = [get(m).detach().numpy() for m in nets]
+            arrs = [a.T for a in arrs] if t else arrs
+            if self.k == 1:
+                return arrs[0]
+            st = np.stack(arrs)
+            return st[:, None] if st.ndim == 2 else st  # vectors: (K, 1, n), broadcast over the visitors
 
         from scipy.special import erf, expit
 
         self.net, self.erf, self.expit = net, erf, expit
-        self.a, self.f, self.n0, self.gap = net.audio_dim, net.face_dim, np.float32(net.prior_ticks), net.utt_gap
-        ends = np.cumsum(_split_sizes(net)).tolist()
-        self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]  # the packed state's fields
-        self.mean, self.std = w(net.mean), w(net.std)
-        lin, ln = net.proj[0], net.proj[1]
-        self.Wp, self.bp = w(lin.weight).T, w(lin.bias)
-        self.ln_w, self.ln_b, self.ln_eps = w(ln.weight), w(ln.bias), np.float32(ln.eps)
-        self.gelu_tanh = net.proj[2].approximate == "tanh"
-        lstm = net.lstm
-        self.Wih, self.Whh = w(lstm.weight_ih_l0).T, w(lstm.weight_hh_l0).T
-        self.bih, self.bhh = w(lstm.bias_ih_l0), w(lstm.bias_hh_l0)
-        self.Wc, self.bc = w(net.head_cls.weight).T, w(net.head_cls.bias)
-        self.Wva, self.bva = w(net.head_va.weight).T, w(net.head_va.bias)
-        self.Wf, self.bf = w(net.head_conf.weight).T, w(net.head_conf.bias)
-        self.va_offset = w(net.va_offset)
-        self.face_w = w(net.face_w) if net.face_expert else None
+        self.a, self.f = first.audio_dim, first.face_dim
+        self.n0, self.gap = np.float32(first.prior_ticks), first.utt_gap
+        self.width = state_width(first)
+        ends = np.cumsum(_split_sizes(first)).tolist()
+        self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]  # one network's packed state fields
+        self.mean, self.std = w(lambda m: m.mean), w(lambda m: m.std)
+        self.Wp, self.bp = w(lambda m: m.proj[0].weight, True), w(lambda m: m.proj[0].bias)
+        self.ln_w, self.ln_b, self.ln_eps = w(lambda m: m.proj[1].weight), w(lambda m: m.proj[1].bias), np.float32(
+            first.proj[1].eps)
+        self.gelu_tanh = first.proj[2].approximate == "tanh"
+        self.Wih, self.Whh = w(lambda m: m.lstm.weight_ih_l0, True), w(lambda m: m.lstm.weight_hh_l0, True)
+        self.bih, self.bhh = w(lambda m: m.lstm.bias_ih_l0), w(lambda m: m.lstm.bias_hh_l0)
+        self.Wc, self.bc = w(lambda m: m.head_cls.weight, True), w(lambda m: m.head_cls.bias)
+        self.Wva, self.bva = w(lambda m: m.head_va.weight, True), w(lambda m: m.head_va.bias)
+        self.Wf, self.bf = w(lambda m: m.head_conf.weight, True), w(lambda m: m.head_conf.bias)
+        self.va_offset = w(lambda m: m.va_offset)
+        self.face_w = w(lambda m: m.face_w) if first.face_expert else None
         self.face_cols = np.array(FACE_TO_LABEL) + self.a + EXPR_MEAN
 
     def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -311,12 +328,15 @@ class OneTick:
             s = fresh_state(self.net, x.shape[0])
         elif isinstance(s, tuple):  # a state from AffectNet.forward (e.g. set after a sequence pass)
             s = pack_state(self.net, s)
-        h, c, an, as1, as2, last_v, pn, ps1, ps2 = (s[:, k] for k in self.parts)
+        if self.k > 1:  # (B, K * width) -> (K, B, width): each member's state
+            s = s.reshape(s.shape[0], self.k, self.width).transpose(1, 0, 2)
+        h, c, an, as1, as2, last_v, pn, ps1, ps2 = (s[..., k] for k in self.parts)
         # normalise
         z = np.clip((x - self.mean) / self.std, -8.0, 8.0)
         ap = x[:, a + f: a + f + 1]
-        za = z[:, :a] * ap
-        zn = np.concatenate([za, z[:, a:a + f] * x[:, a + f + 1: a + f + 2], x[:, a + f:]], 1)
+        za = z[..., :a] * ap
+        zn = np.concatenate([za, z[..., a:a + f] * x[:, a + f + 1: a + f + 2],
+                             np.broadcast_to(x[:, a + f:], za.shape[:-1] + (x.shape[1] - a - f,))], -1)
         voiced = (x[:, a - 1:a] > 0.5).astype(np.float32) * ap
         # speaker adaptation: running statistics of this voice
         n0 = self.n0
@@ -335,55 +355,37 @@ class OneTick:
         u_mean = us1 / nc
         u_std = np.sqrt(np.maximum(us2 / nc - u_mean * u_mean, np.float32(0.0)) + np.float32(1e-4)) * (un > 0)
         # projection (linear, layer norm, GELU), one LSTM cell (gates i, f, g, o), heads
-        y = np.concatenate([zn, rel, u_mean, u_std], 1) @ self.Wp + self.bp
-        mu = y.mean(1, keepdims=True)
+        y = np.concatenate([zn, rel, u_mean, u_std], -1) @ self.Wp + self.bp
+        mu = y.mean(-1, keepdims=True)
         d = y - mu
-        y = d / np.sqrt((d * d).mean(1, keepdims=True) + self.ln_eps) * self.ln_w + self.ln_b
+        y = d / np.sqrt((d * d).mean(-1, keepdims=True) + self.ln_eps) * self.ln_w + self.ln_b
         if self.gelu_tanh:
             y = 0.5 * y * (1.0 + np.tanh(np.float32(0.7978845608028654) * (y + np.float32(0.044715) * y * y * y)))
         else:
             y = 0.5 * y * (1.0 + erf(y * np.float32(0.7071067811865476)))
         g = (y @ self.Wih + self.bih) + (h @ self.Whh + self.bhh)
-        H = h.shape[1]
-        gi, gf, gg, go = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        H = h.shape[-1]
+        gi, gf, gg, go = g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H], g[..., 3 * H:]
         c = expit(gf) * c + expit(gi) * np.tanh(gg)
         h = expit(go) * np.tanh(c)
         logits = h @ self.Wc + self.bc
         if self.face_w is not None:
             on = (x[:, a + EXPR_FRAC: a + EXPR_FRAC + 1] > 0).astype(np.float32) * x[:, a + f + 1: a + f + 2]
             logits = logits + self.face_w * (np.log(np.maximum(x[:, self.face_cols], np.float32(FACE_FLOOR))) * on)
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        probs = e / e.sum(1, keepdims=True)
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = e / e.sum(-1, keepdims=True)
         va = np.clip(np.tanh(h @ self.Wva + self.bva) - self.va_offset, -1.0, 1.0)
-        conf = expit(np.concatenate([h, probs], 1) @ self.Wf + self.bf)
-        return (np.concatenate([probs, va, conf], 1),
-                np.concatenate([h, c, n, s1, s2, seen - np.float32(1.0), un, us1, us2], 1))
+        conf = expit(np.concatenate([h, probs], -1) @ self.Wf + self.bf)
+        out = np.concatenate([probs, va, conf], -1)
+        new = np.concatenate([h, c, n, s1, s2, seen - np.float32(1.0), un, us1, us2], -1)
+        if self.k > 1:  # the members' mean; their states side by side again
+            return out.mean(0, dtype=np.float32), new.transpose(1, 0, 2).reshape(new.shape[1], -1)
+        return out, new
 
 
-class EnsembleOneTick:
-    """:class:`OneTick` of each ensemble member on its part of the packed state; the outputs averaged as
-    ``AffectEnsemble.forward`` averages them."""
-
-    def __init__(self, net: AffectEnsemble):
-        self.net = net
-        self.ticks = [OneTick(m) for m in net.members]
-        ends = np.cumsum([state_width(m) for m in net.members]).tolist()
-        self.parts = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
-
-    def __call__(self, x: np.ndarray, s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if s is None:
-            s = fresh_state(self.net, x.shape[0])
-        elif isinstance(s, tuple):
-            s = pack_state(self.net, s)
-        outs, states = zip(*(tick(x, s[:, part]) for tick, part in zip(self.ticks, self.parts)))
-        return np.mean(outs, 0, dtype=np.float32), np.concatenate(states, 1)
-
-
-def one_tick(net: nn.Module) -> OneTick | EnsembleOneTick | None:
+def one_tick(net: nn.Module) -> OneTick | None:
     """The numpy one-tick step of a network or an ensemble (None for a quantised one: it keeps the full pass)."""
-    if not _fast_step_ok(net):
-        return None
-    return EnsembleOneTick(net) if isinstance(net, AffectEnsemble) else OneTick(net)
+    return OneTick(net) if _fast_step_ok(net) else None
 
 
 class StreamingAffectModel:
