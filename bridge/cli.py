@@ -374,7 +374,8 @@ def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets
               help="Voice: --robustness on at most N clips per speaker and label (a seeded draw; default all).")
 @click.option("--limit", default=0, help="Faces: score a random subset of this many images (0: all).")
 @click.option("--through-model", is_flag=True,
-              help="Faces: also hold each face in front of the full affect model (face only) and score its label.")
+              help="Faces: also hold each face in front of the full affect model (face only, with the face fusion "
+                   "as the bridge runs it) and score its label.")
 @click.option("--face-model", type=click.Path(dir_okay=False), help="Faces: MediaPipe face_landmarker.task.")
 @click.option("--min-agreement", default=0.0, show_default=True,
               help="FER+ npz: only faces whose majority label has at least this share of the votes (clear faces).")
