@@ -146,3 +146,22 @@ def test_room_only_keeps_the_unvoiced_ticks():
     quiet = {tuple(r) for r in audio[~voice]}
     assert out.T == T and not out.voice.any() and all(tuple(r) in quiet for r in out.audio)
     assert len({tuple(r) for r in out.audio}) == len(quiet)  # all of the room, in order, repeated
+
+
+def test_head_training_leaves_torch_generator_alone():
+    """The FER+ head seeds its own draws; it used to re-seed torch's global generator, so a face bank built inside
+    ``emotion-bridge train`` (an empty cache) changed the affect model's initialisation."""
+    import torch
+
+    from bridge.training.face_real import train_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 10)).astype(np.float32)
+    soft = rng.dirichlet(np.ones(7), 64).astype(np.float32)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    head = train_head(X, soft, {"epochs": 2})
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert np.isfinite(head["w0"]).all()
+    again = train_head(X, soft, {"epochs": 2})  # its own seed: the same head whatever came before
+    assert all(np.array_equal(head[k], again[k]) for k in head)

@@ -325,7 +325,16 @@ def head_inputs(embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
 
 def train_head(X: np.ndarray, soft: np.ndarray, config: dict | None = None) -> dict[str, np.ndarray]:
     """Soft-target cross-entropy (the FER+ "probability" scheme), classes weighted by prior**-balance.
-    Returns the head's arrays (mu, sd, w0, b0[, w1, b1])."""
+    Returns the head's arrays (mu, sd, w0, b0[, w1, b1]). Seeds torch's generator for its own draws and restores
+    it after: a face bank built inside ``emotion-bridge train`` (an empty cache) used to re-seed the affect
+    model's initialisation, so a cold and a warm run trained different networks."""
+    import torch
+
+    with torch.random.fork_rng():
+        return _train_head(X, soft, config)
+
+
+def _train_head(X: np.ndarray, soft: np.ndarray, config: dict | None) -> dict[str, np.ndarray]:
     import torch
 
     c = dict(HEAD_CONFIG, **(config or {}))

@@ -458,6 +458,10 @@ def train(cfg: TrainConfig) -> dict:
     D = A + FACE_DIM + 4
     emb_cols = np.array([i for i, n in enumerate(feature_schema(cfg.audio, cfg.video, cfg.tick_hz)["audio_names"])
                          if n.startswith("emb")], np.int64)
+    # the initialisation and the dropout masks draw from torch's generator: seeded here, after the data and the
+    # face bank, so that nothing run before (a face bank built in this process, an ensemble's earlier member)
+    # changes the network
+    torch.manual_seed(cfg.seed)
     net = AffectNet(D, A, FACE_DIM, hidden=cfg.hidden, dropout=cfg.dropout, prior_ticks=cfg.prior_ticks,
                     face_expert=cfg.face_expert)
     net.mean.copy_(torch.from_numpy(mean))
