@@ -3,8 +3,9 @@
 ``AffectNet.forward`` runs whole sequences (training, evaluation); ``StreamingAffectModel.step`` runs one tick
 through :class:`OneTick` (the same arithmetic written for one tick, in numpy, ~6x cheaper) and keeps the streaming
 state in ``self.state`` — equal to the full-sequence pass (tested to 1e-5); :func:`step_many` steps several
-visitors in one batched call. Weights files are plain dicts of tensors and metadata, loaded with
-``torch.load(weights_only=True)``.
+visitors in one batched call. ``AffectEnsemble`` holds several networks trained alike (the shipped weights are
+three) and is their mean, through every one of these paths. Weights files are plain dicts of tensors and metadata,
+loaded with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
