@@ -222,7 +222,7 @@ class FaceFusion:
 
 class AffectRuntime:
     def __init__(self, model: StreamingAffectModel, events: EventsConfig, reset_after_s: float,
-                 face_fusion: float = 0.0):
+                 face_fusion: float):
         self.model = model
         self.hyst = Hysteresis(events)
         self.fusion = FaceFusion(face_fusion)

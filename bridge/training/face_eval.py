@@ -177,24 +177,13 @@ class _ModelRunner:
         (a camera never gives the exact same numbers twice; a perfectly still face has window spreads of 0).
         ``room`` (:meth:`room_vectors`): the microphone on, hearing the room -- each tick's audio block and audio
         masks from it."""
-        from bridge.labels import LABELS
-
-        probs, _ = self.hold(obs, noise, rng, room)
-        lab = LABELS[int(np.argmax(probs))]
-        return EXPRESSION_LABELS.index("neutral" if lab == "calm" else lab)
-
-    def hold(self, obs, noise: float = 0.0, rng: np.random.Generator | None = None,
-             room: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As ``__call__``: the final probabilities (over LABELS) and the expression probabilities the face path
-        gave on each frame (with the noise), (frames, 7)."""
         from bridge.engine import FaceFusion
         from bridge.features.face import FaceObservation
+        from bridge.labels import LABELS
 
         eng = self._Engine(self.audio_cfg, self.video_cfg, use_audio=False)
         self.model.reset()
         fusion = FaceFusion(self.face_fusion)
-        probs = None
-        exs = []
         for k in range(int(self.hold_s * self.tick_hz)):
             t = (k + 1) / self.tick_hz
             bs, ex = obs.blendshapes, obs.expression
@@ -202,7 +191,6 @@ class _ModelRunner:
                 bs = np.clip(bs + rng.normal(0, noise, bs.shape), 0, 1).astype(np.float32)
                 ex = np.clip(ex + rng.normal(0, noise, ex.shape), 1e-4, None)
                 ex = (ex / ex.sum()).astype(np.float32)
-            exs.append(ex)
             eng.push_face(FaceObservation(t, True, bs, obs.pose, obs.size, None, ex))
             v, info = eng.vector(t)
             if room is not None:  # audio present: the room's audio block, presence mask and age (no voice in it)
@@ -211,4 +199,5 @@ class _ModelRunner:
                 v[:a], v[-4], v[-2] = room[k][:a], room[k][-4], room[k][-2]
             out = self.model.step(v)
             probs = fusion(out.probs, out.valence, out.arousal, info, t)[0]
-        return probs, np.array(exs)
+        lab = LABELS[int(np.argmax(probs))]
+        return EXPRESSION_LABELS.index("neutral" if lab == "calm" else lab)
