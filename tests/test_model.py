@@ -25,8 +25,11 @@ def tiny(tmp_path, face_expert=False, members=1, **meta_over):
         if face_expert:
             net.face_w.data.uniform_(0.5, 1.5)  # as if trained: every path must apply its own weight per label
         net.va_offset.copy_(torch.tensor([0.1, -0.2 + 0.1 * k]))  # a calibrated model: every path must apply it
+        net.label_bias.copy_(torch.linspace(-0.6, 0.6, len(LABELS)).roll(k))  # ... and its label calibration
         nets.append(net)
     net = nets[0] if members == 1 else AffectEnsemble(nets)
+    if members > 1:
+        net.label_bias.copy_(torch.linspace(0.5, -0.5, len(LABELS)))  # the ensemble's own calibration on top
     meta = {"labels": list(LABELS), "feature_schema": sch, **meta_over}
     p = tmp_path / "tiny.pt"
     save_weights(p, net, meta)
@@ -144,19 +147,23 @@ def test_packed_state_continues_the_full_pass(tmp_path, members):
 
 def test_ensemble_is_the_mean_of_its_members(tmp_path):
     """An ensemble file's states are the means of its members' (probabilities, valence/arousal, confidence), each
-    member keeping its own streaming state; saved and loaded it is the same networks; int8 keeps the full pass."""
+    member keeping its own streaming state, the probabilities then through the ensemble's own label calibration;
+    saved and loaded it is the same networks and calibration; int8 keeps the full pass."""
     p, ens = tiny(tmp_path, members=3)
     net, _ = load_weights(p)
     assert isinstance(net, AffectEnsemble) and len(net.members) == 3
+    assert torch.equal(net.label_bias, ens.label_bias) and net.label_bias.any()
     for a, b in zip(net.members, ens.members):
         for (ka, ta), (kb, tb) in zip(a.state_dict().items(), b.state_dict().items()):
             assert ka == kb and torch.equal(ta, tb)
     x = _varied(net, T=80)[0].numpy()
     m = StreamingAffectModel(net, {})
     alone = [StreamingAffectModel(k, {}) for k in net.members]
+    bias = np.exp(net.label_bias.numpy())
     for v in x:
         out, outs = m.step(v), [a.step(v) for a in alone]
-        np.testing.assert_allclose(out.probs, np.mean([o.probs for o in outs], 0), atol=1e-6)
+        mean = np.mean([o.probs for o in outs], 0) * bias
+        np.testing.assert_allclose(out.probs, mean / mean.sum(), atol=1e-6)
         np.testing.assert_allclose([out.valence, out.arousal, out.confidence],
                                    np.mean([[o.valence, o.arousal, o.confidence] for o in outs], 0), atol=1e-6)
     assert len({round(float(o.probs.max()), 6) for o in outs}) == 3  # the members differ

@@ -119,6 +119,28 @@ def test_small_training_run_end_to_end(tmp_path):
     tr = [c for c in clips if c.speaker != "actor03"]
     singles = _build(tr, cfg, cfg.data_seed * 1000 + 777, True, "calibration clips")
     assert len(meta["va_offset"]) == 2 and np.abs(neutral_va(net, singles) - net.va_offset.numpy()).max() < 0.02
+    # label calibration: fitted on the same clips, stored; a network that leans to one label whatever it hears
+    # gets a bias that takes the lean back out
+    import copy
+
+    from bridge.training.train import fit_label_bias
+
+    assert meta["label_bias"] == [round(float(v), 4) for v in net.label_bias] and len(meta["label_bias"]) == 8
+    lean = torch.tensor([0.0, -1.0, 0.5, 0.0, 2.0, 0.0, 1.0, -0.5])
+    skewed = copy.deepcopy(net)
+    with torch.no_grad():
+        skewed.head_cls.weight.zero_()
+        skewed.head_cls.bias.copy_(lean)
+        skewed.label_bias.zero_()
+    b = fit_label_bias(skewed, singles)
+    left = lean.numpy() + b  # what remains of the lean (the L2 penalty keeps a little of it)
+    assert np.ptp(left) < 0.3 * np.ptp(lean.numpy()) and np.corrcoef(b, -lean.numpy())[0, 1] > 0.99
+    # re-fitting a calibrated file (weights from before the calibration get theirs so) changes nothing
+    from bridge.training.train import recalibrate_labels
+
+    re_meta = recalibrate_labels(str(out), str(m), str(tmp_path / "re.pt"), workers=1, cache_dir=cfg.cache_dir)
+    np.testing.assert_allclose(re_meta["label_bias"], meta["label_bias"], atol=0.02)
+    assert abs(re_meta["val_uar_fresh_clips_audio_only"] - meta["val_uar_fresh_clips_audio_only"]) < 1e-9
     assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]
     # site adaptation's reference: the training streams' voiced-tick statistics, one per audio feature
     ref = meta["site_reference"]
@@ -141,6 +163,7 @@ def test_small_training_run_end_to_end(tmp_path):
     rep_e = train_members(replace(cfg, members=2, workers=2, out=str(ens_out), artifacts=str(tmp_path / "art_e")))
     ens, ens_meta = load_weights(ens_out)
     assert isinstance(ens, AffectEnsemble) and ens_meta["seed"] == [0, 1] and len(ens_meta["va_offset"]) == 2
+    assert ens_meta["label_bias"] == [round(float(v), 4) for v in ens.label_bias]  # the ensemble's own
     assert all(torch.equal(a, b) for a, b in zip(ens.members[0].state_dict().values(), net.state_dict().values()))
     assert not torch.equal(ens.members[1].lstm.weight_hh_l0, net.lstm.weight_hh_l0)
     assert rep_e["val_clips_fresh_audio_only"]["n_clips"] == 15 and len(rep_e["members"]) == 2

@@ -83,6 +83,9 @@ class AffectNet(nn.Module):
         # valence/arousal calibration: subtracted from the head's output so that neutral speech of the training
         # speakers, each clip from a fresh state, comes out at (0, 0) on average (set by training)
         self.register_buffer("va_offset", torch.zeros(2))
+        # label calibration: added to the label logits (after the confidence head has read them) so that the
+        # training speakers' clips, each from a fresh state, are decided class-balanced (set by training)
+        self.register_buffer("label_bias", torch.zeros(n_labels))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """z-score, then zero a missing modality's block (masks sit in the last 4 columns)."""
@@ -174,13 +177,13 @@ class AffectNet(nn.Module):
             logits = logits + self.face_w * self.face_logp(x)
         va = torch.clamp(torch.tanh(self.head_va(h)) - self.va_offset, -1.0, 1.0)
         conf = torch.sigmoid(self.head_conf(torch.cat([h, torch.softmax(logits, -1).detach()], -1))).squeeze(-1)
-        return logits, va, conf, state
+        return logits + self.label_bias, va, conf, state
 
 
 class AffectEnsemble(nn.Module):
     """Several ``AffectNet`` trained alike from different seeds (``emotion-bridge train --members``), run side by
     side: the label probabilities, valence/arousal and confidence are their means (``forward`` returns the log of
-    the mean probabilities as logits). An average of independently trained networks generalises better than any
+    the mean probabilities, shifted by the ensemble's own ``label_bias`` and renormalised, as logits). An average of independently trained networks generalises better than any
     one of them and does not depend on one training draw (docs/MODEL_CARD.md); each member keeps its own
     streaming state (the state is the tuple of the members')."""
 
@@ -194,6 +197,8 @@ class AffectEnsemble(nn.Module):
                 raise ValueError("ensemble members must take the same tick vector")
         self.members = nn.ModuleList(members)
         self.in_dim, self.audio_dim, self.face_dim = first.in_dim, first.audio_dim, first.face_dim
+        # the ensemble's own label calibration, on the log of the members' mean probabilities (set by training)
+        self.register_buffer("label_bias", torch.zeros(first.head_cls.out_features))
 
     def forward(self, x: torch.Tensor, state: tuple | None = None):
         states = state if state is not None else (None,) * len(self.members)
@@ -201,7 +206,8 @@ class AffectEnsemble(nn.Module):
         probs = torch.stack([torch.softmax(o[0], -1) for o in outs]).mean(0)
         va = torch.stack([o[1] for o in outs]).mean(0)
         conf = torch.stack([o[2] for o in outs]).mean(0)
-        return torch.log(probs.clamp(min=1e-12)), va, conf, tuple(o[3] for o in outs)
+        logp = torch.log_softmax(torch.log(probs.clamp(min=1e-12)) + self.label_bias, -1)
+        return logp, va, conf, tuple(o[3] for o in outs)
 
 
 def members(net: nn.Module) -> list[AffectNet]:
@@ -317,6 +323,8 @@ class OneTick:
         self.Wva, self.bva = w(lambda m: m.head_va.weight, True), w(lambda m: m.head_va.bias)
         self.Wf, self.bf = w(lambda m: m.head_conf.weight, True), w(lambda m: m.head_conf.bias)
         self.va_offset = w(lambda m: m.va_offset)
+        self.label_bias = w(lambda m: m.label_bias)
+        self.ens_bias = net.label_bias.detach().numpy() if isinstance(net, AffectEnsemble) else None
         self.face_w = w(lambda m: m.face_w) if first.face_expert else None
         self.face_cols = np.array(FACE_TO_LABEL) + self.a + EXPR_MEAN
 
@@ -377,11 +385,21 @@ class OneTick:
         probs = e / e.sum(-1, keepdims=True)
         va = np.clip(np.tanh(h @ self.Wva + self.bva) - self.va_offset, -1.0, 1.0)
         conf = expit(np.concatenate([h, probs], -1) @ self.Wf + self.bf)
+        probs = _biased(probs, self.label_bias)  # the calibration comes after the confidence head, as in forward
         out = np.concatenate([probs, va, conf], -1)
         new = np.concatenate([h, c, n, s1, s2, seen - np.float32(1.0), un, us1, us2], -1)
         if self.k > 1:  # the members' mean; their states side by side again
-            return out.mean(0, dtype=np.float32), new.transpose(1, 0, 2).reshape(new.shape[1], -1)
+            out = out.mean(0, dtype=np.float32)
+            L = self.ens_bias.shape[-1]
+            out[:, :L] = _biased(out[:, :L], self.ens_bias)
+            return out, new.transpose(1, 0, 2).reshape(new.shape[1], -1)
         return out, new
+
+
+def _biased(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """softmax(log(probs) + bias) without the log: probs * exp(bias), renormalised."""
+    p = probs * np.exp(bias).astype(np.float32)
+    return p / p.sum(-1, keepdims=True)
 
 
 def one_tick(net: nn.Module) -> OneTick | None:
@@ -491,6 +509,7 @@ def save_weights(path: str | Path, net: AffectNet | AffectEnsemble, meta: dict) 
     blob = {"format": "emotion-bridge-weights/1", "meta": meta}
     if isinstance(net, AffectEnsemble):
         blob["members"] = [{"arch": _arch(m), "state_dict": _tensors(m)} for m in net.members]
+        blob["ensemble"] = {"label_bias": net.label_bias.detach().cpu().contiguous()}
     else:
         blob.update(arch=_arch(net), state_dict=_tensors(net))
     torch.save(blob, path)
@@ -542,9 +561,12 @@ def load_weights(path: str | Path | None = None) -> tuple[AffectNet, dict]:
             net = AffectNet(**part["arch"])
             sd = dict(part["state_dict"])
             sd.setdefault("va_offset", torch.zeros(2))  # weights from before the calibration: uncalibrated
+            sd.setdefault("label_bias", torch.zeros(len(LABELS)))  # ... and from before the label calibration
             net.load_state_dict(sd)
             nets.append(net.eval())
         net = nets[0] if len(nets) == 1 else AffectEnsemble(nets)
+        if len(nets) > 1 and "label_bias" in blob.get("ensemble", {}):
+            net.label_bias.copy_(blob["ensemble"]["label_bias"])
     except (RuntimeError, TypeError, ValueError, KeyError, IndexError) as e:
         raise WeightsError(f"{p}: weights do not fit the model architecture: {type(e).__name__}: "
                            f"{str(e)[:300]}") from None

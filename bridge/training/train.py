@@ -221,6 +221,51 @@ def neutral_va(net: AffectNet, singles: list[Sequence]) -> np.ndarray:
     return (np.mean(means, 0) if means else np.zeros(2)).astype(np.float32) + net.va_offset.numpy()
 
 
+def fit_label_bias(net, singles: list[Sequence], reg: float = 0.01) -> np.ndarray:
+    """The label calibration (``label_bias``, added to the label logits): per-label offsets fitted on the
+    training speakers' clips, each from a fresh state, audio only, so that their clip decisions (the mean of the
+    ticks' probabilities after speech starts, as the evaluation decides) are class-balanced -- by minimising the
+    class-weighted cross-entropy of those decisions, with an L2 penalty ``reg``. From a fresh state the model
+    leans to the loud, high-arousal labels (before any voice statistics it judges every voice against the
+    population's); this moves the boundaries, not the network. Returns the bias to set (it replaces the net's
+    current one; fitting a calibrated net again gives the same bias)."""
+    logps, ys = [], []
+    for s in singles:
+        sel = s.weight > 0
+        if not sel.any():
+            continue
+        p = run_net(net, make_inputs(s, None))[0][sel]
+        logps.append(torch.from_numpy(np.log(np.maximum(p, 1e-9))))
+        ys.append(int(np.bincount(s.label[sel]).argmax()))
+    if not logps:
+        return np.zeros(len(LABELS), np.float32)
+    y = torch.tensor(ys)
+    L = logps[0].shape[1]
+    T = max(len(x) for x in logps)
+    X = torch.zeros(len(logps), T, L)
+    mask = torch.zeros(len(logps), T, 1)
+    for i, x in enumerate(logps):
+        X[i, :len(x)] = x
+        mask[i, :len(x)] = 1.0
+    wc = 1.0 / torch.bincount(y, minlength=L).float().clamp(min=1.0)
+    cur = torch.from_numpy(net.label_bias.detach().numpy().copy())
+    X = X - cur  # the outputs without the current calibration (a shift of the log probabilities: softmax-exact)
+    b = cur.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        dec = (torch.softmax(X + b, -1) * mask).sum(1) / mask.sum(1)
+        nll = -torch.log(dec[torch.arange(len(y)), y].clamp(min=1e-9))
+        loss = (wc[y] * nll).sum() / wc[y].sum() + reg * (b * b).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    b = b.detach().numpy()
+    return (b - b.mean()).astype(np.float32)
+
+
 def site_reference(train: list[Sequence]) -> dict:
     """The training population's voiced-tick audio statistics: what site adaptation (bridge.features.site) maps an
     installation's audio features onto. All training streams, as recorded and augmented."""
@@ -356,6 +401,19 @@ def train_members(cfg: TrainConfig) -> dict:
     return ensemble_of(cfg, dirs, time.time() - t_start)
 
 
+def _validate(net, cfg: TrainConfig, va_clips: list[Clip]) -> dict:
+    """Training's own validation pass of a finished model: the validation speakers' sessions and their clips each
+    from a fresh state, audio only."""
+    val_sessions = _build(va_clips, cfg, cfg.data_seed * 1000 + 779, False, "features: validation sessions",
+                          cfg.session_len)
+    val_single = _build(va_clips, cfg, cfg.data_seed * 1000 + 778, True, "features: validation clips")
+    report = {}
+    for key, seqs in (("val_clips_audio_only", val_sessions), ("val_clips_fresh_audio_only", val_single)):
+        outs = [run_net(net, make_inputs(s, None)) for s in seqs]
+        report[key] = clip_eval([o[0] for o in outs], seqs, [o[1] for o in outs])
+    return report
+
+
 def ensemble_of(cfg: TrainConfig, member_dirs: list[Path], seconds: float = 0.0) -> dict:
     """The members trained into ``member_dirs`` (each a ``weights.pt`` and ``report.json`` from :func:`train`)
     -> one ensemble at ``cfg.out``, evaluated on the validation speakers; report in ``cfg.artifacts``."""
@@ -366,19 +424,17 @@ def ensemble_of(cfg: TrainConfig, member_dirs: list[Path], seconds: float = 0.0)
         if m["feature_schema"] != metas[0]["feature_schema"] or m["data_list_sha256"] != metas[0]["data_list_sha256"]:
             raise ValueError("ensemble members must be trained on the same data with the same features")
     ens = AffectEnsemble(list(nets))
-    _, _, va_clips = _split(cfg)
-    val_sessions = _build(va_clips, cfg, cfg.data_seed * 1000 + 779, False, "features: validation sessions",
-                          cfg.session_len)
-    val_single = _build(va_clips, cfg, cfg.data_seed * 1000 + 778, True, "features: validation clips")
-    report = {}
-    for key, seqs in (("val_clips_audio_only", val_sessions), ("val_clips_fresh_audio_only", val_single)):
-        outs = [run_net(ens, make_inputs(s, None)) for s in seqs]
-        report[key] = clip_eval([o[0] for o in outs], seqs, [o[1] for o in outs])
+    _, tr_clips, va_clips = _split(cfg)
+    # the ensemble's own label calibration, on the mean of its (calibrated) members, the same training clips
+    train_single = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+    ens.label_bias.copy_(torch.from_numpy(fit_label_bias(ens, train_single)))
+    report = _validate(ens, cfg, va_clips)
     report["members"] = [{"seed": m["seed"], "val_uar_audio_only": m["val_uar_audio_only"],
                           "val_uar_fresh_clips_audio_only": m["val_uar_fresh_clips_audio_only"],
                           "weights_sha256": r["weights_sha256"]} for m, r in zip(metas, reports)]
     meta = dict(metas[0], seed=[m["seed"] for m in metas], members=report["members"],
                 va_offset=[m["va_offset"] for m in metas],
+                label_bias=[round(float(v), 4) for v in ens.label_bias],
                 val_uar_audio_only=report["val_clips_audio_only"]["uar"],
                 val_uar_fresh_clips_audio_only=report["val_clips_fresh_audio_only"]["uar"],
                 train_seconds=round(seconds or sum(m["train_seconds"] for m in metas), 1))
@@ -573,6 +629,7 @@ def train(cfg: TrainConfig) -> dict:
     # from a fresh state, should average (0, 0), so an artist's thresholds mean the same on any voice
     train_single = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
     net.va_offset.copy_(torch.from_numpy(neutral_va(net, train_single)))
+    net.label_bias.copy_(torch.from_numpy(fit_label_bias(net, train_single)))
 
     # ---------------------------------------------------------------- evaluation
     outs = [run_net(net, x) for x in vals_x]
@@ -606,6 +663,7 @@ def train(cfg: TrainConfig) -> dict:
         "created": time.strftime("%Y-%m-%d"), "train_seconds": round(time.time() - t_start, 1),
         "normalisation": "mean/std buffers in state_dict",
         "va_offset": [round(float(v), 4) for v in net.va_offset],
+        "label_bias": [round(float(v), 4) for v in net.label_bias],
         "site_reference": site_ref,
     }
     digest = save_weights(cfg.out, net, meta)
@@ -723,6 +781,32 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     _plot_confusion(np.array(res["confusion"]), od / "confusion.png",
                     f"{Path(data).name}, fresh state per clip: UAR {res['uar']:.1%}")
     return res
+
+
+def recalibrate_labels(weights: str, data: str, out: str, workers: int = 2, cache_dir: str = ".cache/features"
+                       ) -> dict:
+    """Fit the label calibration of an existing weights file (an ensemble: its own ``label_bias``; one network:
+    its ``label_bias``) on the training speakers recorded in its metadata, exactly as training ends, and save it
+    at ``out`` with the validation numbers of its metadata re-measured; returns the metadata. For weights trained
+    before the calibration existed; training does this itself."""
+    net, meta = load_weights(weights)
+    sch = meta["feature_schema"]
+    cfg = TrainConfig(data=data, out=out, workers=workers, cache_dir=cache_dir, audio=audio_config(sch),
+                      video=VideoConfig(window_s=sch["face_window_s"]), tick_hz=sch["tick_hz"])
+    clips = load_dataset(data)
+    tr_clips = [c for c in clips if c.speaker in set(meta["train_speakers"])]
+    va_clips = [c for c in clips if c.speaker in set(meta["val_speakers"])]
+    if not tr_clips:
+        raise SystemExit(f"none of the weights' training speakers ({meta['train_speakers'][:3]}...) are in {data}")
+    singles = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+    net.label_bias.copy_(torch.from_numpy(fit_label_bias(net, singles)))
+    meta = dict(meta, label_bias=[round(float(v), 4) for v in net.label_bias])
+    if va_clips:  # the validation numbers in the metadata are the calibrated model's
+        rep = _validate(net, cfg, va_clips)
+        meta.update(val_uar_audio_only=rep["val_clips_audio_only"]["uar"],
+                    val_uar_fresh_clips_audio_only=rep["val_clips_fresh_audio_only"]["uar"])
+    save_weights(out, net, meta)
+    return meta
 
 
 def _plot_curves(history: list[dict], path: Path) -> None:
