@@ -183,9 +183,10 @@ class AffectNet(nn.Module):
 class AffectEnsemble(nn.Module):
     """Several ``AffectNet`` trained alike from different seeds (``emotion-bridge train --members``), run side by
     side: the label probabilities, valence/arousal and confidence are their means (``forward`` returns the log of
-    the mean probabilities, shifted by the ensemble's own ``label_bias`` and renormalised, as logits). An average of independently trained networks generalises better than any
-    one of them and does not depend on one training draw (docs/MODEL_CARD.md); each member keeps its own
-    streaming state (the state is the tuple of the members')."""
+    the mean probabilities, shifted by the ensemble's own ``label_bias`` and renormalised, as logits). An average
+    of independently trained networks generalises better than any one of them and does not depend on one training
+    draw (docs/MODEL_CARD.md); each member keeps its own streaming state (the state is the tuple of the
+    members')."""
 
     def __init__(self, members: list[AffectNet]):
         super().__init__()
