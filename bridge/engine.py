@@ -139,7 +139,11 @@ class FeatureEngine:
 
 
 class Hysteresis:
-    """Emit a label change only after the new label has led for ``min_dwell_s`` (and is confident enough)."""
+    """Emit a label change only once the current label has been beaten for ``min_dwell_s``: another label led it
+    by ``margin`` (with confidence at least ``events.min_confidence``) on every tick of that time. The new label is
+    the one that led on most of those ticks. With one challenger that is "the new label must lead for the dwell";
+    with two that take turns (sad, then happy, each for less than the dwell) the label still moves on after the
+    dwell instead of staying on one that neither probability supports any more."""
 
     def __init__(self, cfg: EventsConfig, margin: float = 0.05):
         self.cfg, self.margin = cfg, margin
@@ -147,20 +151,24 @@ class Hysteresis:
 
     def reset(self) -> None:
         self.label = "neutral"
-        self._cand: str | None = None
-        self._since = 0.0
+        self._since: float | None = None  # when the current label was first beaten (None: it is not)
+        self._led = np.zeros(len(LABELS), np.int64)  # ticks each challenger led since then
 
     def update(self, probs: np.ndarray, confidence: float, now: float) -> str | None:
         """Returns the previous label when the label changed this tick, else None."""
-        top = LABELS[int(np.argmax(probs))]
-        p_top, p_cur = float(probs.max()), float(probs[LABELS.index(self.label)])
-        if top == self.label or p_top < p_cur + self.margin or confidence < self.cfg.min_confidence:
-            self._cand = None
+        k = int(np.argmax(probs))
+        p_top, p_cur = float(probs[k]), float(probs[LABELS.index(self.label)])
+        if LABELS[k] == self.label or p_top < p_cur + self.margin or confidence < self.cfg.min_confidence:
+            self._since = None
+            self._led[:] = 0
             return None
-        if top != self._cand:
-            self._cand, self._since = top, now
+        if self._since is None:
+            self._since = now
+        self._led[k] += 1
         if now - self._since >= self.cfg.min_dwell_s:
-            prev, self.label, self._cand = self.label, top, None
+            prev, self.label = self.label, LABELS[int(np.argmax(self._led))]
+            self._since = None
+            self._led[:] = 0
             return prev
         return None
 

@@ -158,3 +158,34 @@ def test_missing_face_model_explains_where_to_put_it(tmp_path):
     assert p.returncode != 0
     assert "face_landmarker.task" in p.stderr and "--no-video" in p.stderr
     assert str(Path(tmp_path) / "emotion-bridge") in p.stderr.replace("\n", "")
+
+
+def test_label_hysteresis_dwell_and_challengers_taking_turns():
+    """A new label is emitted after the current one has been beaten for the dwell: with one challenger after it has
+    led for min_dwell_s (not before); a momentary lead emits nothing; with two challengers taking turns, each
+    for less than the dwell, the label still moves on after the dwell, to the one that led longest."""
+    from bridge.config import EventsConfig
+    from bridge.engine import Hysteresis
+    from bridge.labels import LABELS
+
+    def p(**kw):
+        v = np.full(len(LABELS), 0.02)
+        for k, x in kw.items():
+            v[LABELS.index(k)] = x
+        return v / v.sum()
+
+    cfg = EventsConfig(min_dwell_s=0.6, min_confidence=0.25)
+    h = Hysteresis(cfg)
+    ticks = [k / 30 for k in range(200)]
+    for t in ticks[:10]:  # a lead of a third of a second: no change
+        assert h.update(p(happy=0.6, neutral=0.2), 0.8, t) is None
+    assert all(h.update(p(neutral=0.6), 0.8, t) is None for t in ticks[10:20])
+    changed = [t for t in ticks[20:60] if h.update(p(happy=0.6, neutral=0.2), 0.8, t) == "neutral"]
+    assert h.label == "happy" and changed == [ticks[38]]  # after 18 ticks = 0.6 s of lead
+    assert all(h.update(p(sad=0.6, happy=0.2), 0.1, t) is None for t in ticks[60:100])  # not confident: kept
+    assert h.label == "happy"
+    # sad and angry take turns leading (10 ticks each), happy far behind both: the old label does not stay
+    out = [h.update(p(sad=0.45, angry=0.35, happy=0.1) if (k // 10) % 2 == 0 else p(angry=0.45, sad=0.35, happy=0.1),
+                    0.8, t) for k, t in enumerate(ticks[100:125])]
+    k = next(i for i, o in enumerate(out) if o is not None)
+    assert 17 <= k <= 19 and out[k] == "happy" and h.label == "sad"  # sad led 10 of the 18-19 ticks
