@@ -361,6 +361,29 @@ def train(data, out, epochs, seed, data_seed, no_augment, val_actors, chain_sets
                   f"-> {out}; report in {artifacts}/report.json")
 
 
+@main.command("calibrate-labels")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False))
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the calibrated weights (default: "
+              "WEIGHTS itself).")
+@click.option("--workers", default=2, show_default=True)
+def calibrate_labels(weights, data, out, workers):
+    """Give weights trained before the label calibration existed (2026-12-03) their calibration: fitted on the
+    training speakers named in the weights, whose clips DATA (the training data) must hold, exactly as
+    `emotion-bridge train` now ends. Without it a new visitor's voice leans to the loud labels."""
+    _setup_logging("INFO")
+    from bridge.model.affect import WeightsError
+    from bridge.training.train import recalibrate_labels
+
+    try:
+        meta = recalibrate_labels(weights, data, out or weights, workers=workers)
+    except WeightsError as e:
+        _fail(str(e))
+    console.print(f"label calibration {meta['label_bias']} -> {out or weights}; validation (audio only): UAR "
+                  f"{meta['val_uar_audio_only']:.1%} in sessions, {meta['val_uar_fresh_clips_audio_only']:.1%} "
+                  f"fresh", highlight=False)
+
+
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--weights", type=click.Path(dir_okay=False), help="Default: the packaged weights.")

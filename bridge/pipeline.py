@@ -64,6 +64,9 @@ class Worker:
 
 def load_model(cfg: Config, weights: str | None = None) -> StreamingAffectModel:
     model = StreamingAffectModel.load(weights or cfg.model.weights, cfg.model.quantize)
+    if "label_bias" not in model.meta:
+        log.info("these weights carry no label calibration (trained before it existed): a new visitor's voice leans "
+                 "to the loud labels; `emotion-bridge calibrate-labels WEIGHTS TRAINING_DATA` adds it")
     rt = AffectRuntime(model, cfg.events, cfg.model.reset_after_s, cfg.model.face_fusion)
     problems = rt.check_schema(cfg.audio, cfg.video, cfg.model.tick_hz)
     if problems:

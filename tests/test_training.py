@@ -135,12 +135,29 @@ def test_small_training_run_end_to_end(tmp_path):
     b = fit_label_bias(skewed, singles)
     left = lean.numpy() + b  # what remains of the lean (the L2 penalty keeps a little of it)
     assert np.ptp(left) < 0.3 * np.ptp(lean.numpy()) and np.corrcoef(b, -lean.numpy())[0, 1] > 0.99
-    # re-fitting a calibrated file (weights from before the calibration get theirs so) changes nothing
-    from bridge.training.train import recalibrate_labels
+    # weights from before the calibration (no label_bias) get it from `emotion-bridge calibrate-labels`, the same
+    # as training gives; and re-fitting a calibrated file changes nothing
+    from click.testing import CliRunner
 
-    re_meta = recalibrate_labels(str(out), str(m), str(tmp_path / "re.pt"), workers=1, cache_dir=cfg.cache_dir)
+    from bridge.cli import main
+    from bridge.model.affect import save_weights
+
+    old_net = copy.deepcopy(net)
+    old_net.label_bias.zero_()
+    old = tmp_path / "old.pt"
+    save_weights(old, old_net, {k: v for k, v in meta.items() if k != "label_bias"})
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the command's feature cache (.cache/features) goes there
+    try:
+        res_cli = CliRunner().invoke(main, ["calibrate-labels", str(old), str(m), "--out", str(tmp_path / "re.pt"),
+                                            "--workers", "1"])
+    finally:
+        os.chdir(cwd)
+    assert res_cli.exit_code == 0, res_cli.output
+    re_net, re_meta = load_weights(tmp_path / "re.pt")
     np.testing.assert_allclose(re_meta["label_bias"], meta["label_bias"], atol=0.02)
-    assert abs(re_meta["val_uar_fresh_clips_audio_only"] - meta["val_uar_fresh_clips_audio_only"]) < 1e-9
+    np.testing.assert_allclose(re_net.label_bias.numpy(), net.label_bias.numpy(), atol=0.02)
+    assert abs(re_meta["val_uar_fresh_clips_audio_only"] - meta["val_uar_fresh_clips_audio_only"]) < 0.02
     assert meta["labels"] == list(LABELS) and meta["val_speakers"] == ["actor03"]
     # site adaptation's reference: the training streams' voiced-tick statistics, one per audio feature
     ref = meta["site_reference"]
