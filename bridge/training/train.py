@@ -221,6 +221,11 @@ def neutral_va(net: AffectNet, singles: list[Sequence]) -> np.ndarray:
     return (np.mean(means, 0) if means else np.zeros(2)).astype(np.float32) + net.va_offset.numpy()
 
 
+def _calibration_clips(cfg: TrainConfig, tr_clips: list[Clip]) -> list[Sequence]:
+    """The training speakers' clips, each alone from a fresh state: what both calibrations are fitted on."""
+    return _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+
+
 def fit_label_bias(net, singles: list[Sequence], reg: float = 0.01) -> np.ndarray:
     """The label calibration (``label_bias``, added to the label logits): per-label offsets fitted on the
     training speakers' clips, each from a fresh state, audio only, so that their clip decisions (the mean of the
@@ -426,7 +431,7 @@ def ensemble_of(cfg: TrainConfig, member_dirs: list[Path], seconds: float = 0.0)
     ens = AffectEnsemble(list(nets))
     _, tr_clips, va_clips = _split(cfg)
     # the ensemble's own label calibration, on the mean of its (calibrated) members, the same training clips
-    train_single = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+    train_single = _calibration_clips(cfg, tr_clips)
     ens.label_bias.copy_(torch.from_numpy(fit_label_bias(ens, train_single)))
     report = _validate(ens, cfg, va_clips)
     report["members"] = [{"seed": m["seed"], "val_uar_audio_only": m["val_uar_audio_only"],
@@ -627,7 +632,7 @@ def train(cfg: TrainConfig) -> dict:
     net.eval()
     # valence/arousal calibration on the TRAINING speakers (never the validation ones): their neutral clips, each
     # from a fresh state, should average (0, 0), so an artist's thresholds mean the same on any voice
-    train_single = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+    train_single = _calibration_clips(cfg, tr_clips)
     net.va_offset.copy_(torch.from_numpy(neutral_va(net, train_single)))
     net.label_bias.copy_(torch.from_numpy(fit_label_bias(net, train_single)))
 
@@ -728,6 +733,13 @@ def _mask_absent(probs: np.ndarray, present: set[int]) -> np.ndarray:
     return p
 
 
+def _config_of(meta: dict, data: str, out: str, workers: int, cache_dir: str) -> TrainConfig:
+    """A training configuration whose features are those the weights (their ``meta``) were trained on."""
+    sch = meta["feature_schema"]
+    return TrainConfig(data=data, out=out, workers=workers, cache_dir=cache_dir, audio=audio_config(sch),
+                       video=VideoConfig(window_s=sch["face_window_s"]), tick_hz=sch["tick_hz"])
+
+
 def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate", actors: set[int] | None = None,
              workers: int = 2, cache_dir: str = ".cache/features", robustness: bool = False,
              per_speaker_label: int | None = None, progress=None) -> dict:
@@ -735,9 +747,7 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     in one session. ``robustness``: also the condition table (``bridge.training.robustness``) through
     ``bridge.process_files``; ``per_speaker_label`` limits that table to N clips per speaker and label."""
     net, meta = load_weights(weights)
-    sch = meta["feature_schema"]
-    audio_cfg = audio_config(sch)
-    video_cfg = VideoConfig(window_s=sch["face_window_s"])
+    cfg = _config_of(meta, data, "", workers, cache_dir)
     clips = load_dataset(data, actors)
     if not clips:
         raise SystemExit(f"no labelled clips found in {data}")
@@ -745,8 +755,6 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
 
     clips, _, skipped = load_clips(clips)  # malformed or shorter than 0.3 s: skipped and counted
     present = {LABELS.index(c.label) for c in clips}
-    cfg = TrainConfig(data=data, out="", workers=workers, cache_dir=cache_dir, audio=audio_cfg, video=video_cfg,
-                      tick_hz=sch["tick_hz"])
     singles = _build(clips, cfg, 4243, True, "features: evaluation clips (fresh state)")
     outs = [run_net(net, make_inputs(s, None)) for s in singles]
     res = clip_eval([_mask_absent(o[0], present) for o in outs], singles, [o[1] for o in outs])
@@ -759,7 +767,7 @@ def evaluate(data: str, weights: str | None, out_dir: str = "artifacts/evaluate"
     res["session"] = {k: sess[k] for k in keys if k in sess}
     res["session"]["mode"] = "session: each speaker's clips in one stream, as a visitor talking for minutes"
     res["fresh_clips"] = {k: res[k] for k in keys if k in res}
-    site = SiteAdaptation.from_meta(meta, sch["tick_hz"], AudioConfig().site_prior_s, AudioConfig().site_memory_s)
+    site = SiteAdaptation.from_meta(meta, cfg.tick_hz, AudioConfig().site_prior_s, AudioConfig().site_memory_s)
     if site is not None and len({s.speaker for s in singles}) > 1:
         outs = [run_net(net, make_inputs(s, None)) for s in site_adapted(singles, site)]
         fs = clip_eval([_mask_absent(o[0], present) for o in outs], singles, [o[1] for o in outs])
@@ -790,15 +798,13 @@ def recalibrate_labels(weights: str, data: str, out: str, workers: int = 2, cach
     at ``out`` with the validation numbers of its metadata re-measured; returns the metadata. For weights trained
     before the calibration existed; training does this itself."""
     net, meta = load_weights(weights)
-    sch = meta["feature_schema"]
-    cfg = TrainConfig(data=data, out=out, workers=workers, cache_dir=cache_dir, audio=audio_config(sch),
-                      video=VideoConfig(window_s=sch["face_window_s"]), tick_hz=sch["tick_hz"])
+    cfg = _config_of(meta, data, out, workers, cache_dir)
     clips = load_dataset(data)
     tr_clips = [c for c in clips if c.speaker in set(meta["train_speakers"])]
     va_clips = [c for c in clips if c.speaker in set(meta["val_speakers"])]
     if not tr_clips:
         raise SystemExit(f"none of the weights' training speakers ({meta['train_speakers'][:3]}...) are in {data}")
-    singles = _build(tr_clips, cfg, cfg.data_seed * 1000 + 777, True, "features: training clips (calibration)")
+    singles = _calibration_clips(cfg, tr_clips)
     net.label_bias.copy_(torch.from_numpy(fit_label_bias(net, singles)))
     meta = dict(meta, label_bias=[round(float(v), 4) for v in net.label_bias])
     if va_clips:  # the validation numbers in the metadata are the calibrated model's
