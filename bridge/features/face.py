@@ -216,7 +216,8 @@ class FaceTracker:
         self._held: list[tuple[np.ndarray, float, np.ndarray]] = []  # (box, time, expression) of the last faces
         self.expr_runs = 0  # expression network calls (and faces that reused a held result: expr_held)
         self.expr_held = 0
-        self._pool = None  # with an expression rate, the network's own thread (created on first use)
+        self._defer = self._expr_interval > 0  # the network off the frame's path (see expression_fps)
+        self._pool = None  # its thread (created on first use)
         self._job = None  # (future, [(box, time) per face]) of the network run handed off last
         if expression:
             from bridge.features.expression import FaceExpression
@@ -326,7 +327,7 @@ class FaceTracker:
         pending: list = []  # faces whose expression network runs now: all of them in one call
         self.faces = [self._observe(res, i, full, t_capture, region, held, pending)
                       for i in range(len(res.face_landmarks))]
-        if pending and self._expr_interval:  # deferred (see expression_fps)
+        if pending and self._defer:
             self._submit(full, pending, t_capture)
         elif pending:
             exprs = self._expr_faces(full, [o.landmarks for o, _ in pending], [o.blendshapes for o, _ in pending])
@@ -339,11 +340,11 @@ class FaceTracker:
 
     def _submit(self, full: np.ndarray, pending: list, t_capture: float) -> None:
         """Deferred expression: cut the crops here (the frame is not kept), run the network on its own thread."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from bridge.features.expression import crop_face
 
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-expression")
         crops = [crop_face(full, obs.landmarks) for obs, _ in pending]
         bss = [obs.blendshapes for obs, _ in pending]
@@ -475,7 +476,7 @@ class FaceTracker:
             self.expr_held += 1
             self._held.append((box, t_run, expr))
             return expr, box, False
-        return (best[1] if best is not None else None), box, True  # (with a rate the network is deferred)
+        return (best[1] if self._defer and best is not None else None), box, True
 
     def _small_face(self, frame: np.ndarray):
         """No face in the whole frame: search a region (the last small face's, else the next of nine search
