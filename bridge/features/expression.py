@@ -416,12 +416,7 @@ class FaceExpression:
 
     def many(self, frame_bgr: np.ndarray, landmarks: list, blendshapes: list) -> list[np.ndarray | None]:
         """Several faces of one frame -> their probabilities (None where a face gives no crop), one network call."""
-        return self.from_crops([crop_face(frame_bgr, lm) for lm in landmarks], blendshapes)
-
-    def from_crops(self, crops: list, blendshapes: list) -> list[np.ndarray | None]:
-        """``crop_face`` crops (None: no crop) and their faces' blendshapes -> as ``many``: the network half alone,
-        so that it can run on another thread than the one that cut the crops (``FaceTracker``'s deferred
-        expression). One crop gives what ``__call__`` gives, bit for bit (the same channels-last call)."""
+        crops = [crop_face(frame_bgr, lm) for lm in landmarks]
         ok = [i for i, c in enumerate(crops) if c is not None]
         out: list[np.ndarray | None] = [None] * len(crops)
         if not ok:

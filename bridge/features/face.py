@@ -170,12 +170,7 @@ class FaceTracker:
         the frame.
         ``expression_fps``: run the expression network on each face at most this often (0 = on every frame);
         in between, a face keeps its last expression (matched to the last frame's faces by box overlap, so
-        each person keeps their own). VIDEO mode only: unrelated still images always get their own. With a
-        rate the network is also **deferred**: the frame on which it is due cuts the crops and hands them to a
-        thread of its own, and keeps the face's previous result (none for a face's first frame); the new result
-        is taken at the start of the next ``process`` call (waiting for it there if it is not ready, so live and
-        file runs give the same evidence, bit for bit) and holds from that frame on. The network then runs while
-        this frame's state goes out and the next frame is awaited, not in front of it.
+        each person keeps their own). VIDEO mode only: unrelated still images always get their own.
         ``num_faces``: faces tracked at most. ``search_fps``: with ``num_faces`` > 1 in VIDEO mode, how often a
         second the detector looks for newcomers while fewer faces are tracked (see the class docstring)."""
         import mediapipe as mp
@@ -216,9 +211,6 @@ class FaceTracker:
         self._held: list[tuple[np.ndarray, float, np.ndarray]] = []  # (box, time, expression) of the last faces
         self.expr_runs = 0  # expression network calls (and faces that reused a held result: expr_held)
         self.expr_held = 0
-        self._defer = self._expr_interval > 0  # the network off the frame's path (see expression_fps)
-        self._pool = None  # its thread (created on first use)
-        self._job = None  # (future, [(box, time) per face]) of the network run handed off last
         if expression:
             from bridge.features.expression import FaceExpression
 
@@ -302,7 +294,6 @@ class FaceTracker:
         """One frame (BGR/gray/BGRA uint8 of any size) -> observation. Timestamps must increase."""
         import cv2
 
-        self._collect()
         img = sanitize_frame(image)
         if img is None:
             self.faces = []
@@ -327,9 +318,7 @@ class FaceTracker:
         pending: list = []  # faces whose expression network runs now: all of them in one call
         self.faces = [self._observe(res, i, full, t_capture, region, held, pending)
                       for i in range(len(res.face_landmarks))]
-        if pending and self._defer:
-            self._submit(full, pending, t_capture)
-        elif pending:
+        if pending:
             exprs = self._expr_faces(full, [o.landmarks for o, _ in pending], [o.blendshapes for o, _ in pending])
             self.expr_runs += len(pending)
             for (obs, box), expr in zip(pending, exprs):
@@ -337,29 +326,6 @@ class FaceTracker:
                 if expr is not None and box is not None:
                     self._held.append((box, t_capture, expr))
         return self.faces[0]
-
-    def _submit(self, full: np.ndarray, pending: list, t_capture: float) -> None:
-        """Deferred expression: cut the crops here (the frame is not kept), run the network on its own thread."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from bridge.features.expression import crop_face
-
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-expression")
-        crops = [crop_face(full, obs.landmarks) for obs, _ in pending]
-        bss = [obs.blendshapes for obs, _ in pending]
-        self.expr_runs += len(pending)
-        self._job = (self._pool.submit(self._expr.from_crops, crops, bss), [(box, t_capture) for _, box in pending])
-
-    def _collect(self) -> None:
-        """The deferred network run of an earlier frame -> held results (waits for it if it is still running)."""
-        if self._job is None:
-            return
-        fut, faces = self._job
-        self._job = None
-        for (box, t_run), expr in zip(faces, fut.result()):
-            if expr is not None:
-                self._held.append((box, t_run, expr))
 
     def _expr_faces(self, full: np.ndarray, lms: list, bss: list) -> list:
         """The expression network on the faces of one frame: one face as always (the channels-last single-image
@@ -442,9 +408,9 @@ class FaceTracker:
         size = float(np.clip(lm[:, 1].max() - lm[:, 1].min(), 0.0, 1.0))
         if self._expr is None:
             return FaceObservation(t_capture, True, bs, pose, size, lm, None)
-        expr, box, due = self._expression(lm, t_capture, held)
+        expr, box = self._expression(lm, t_capture, held)
         obs = FaceObservation(t_capture, True, bs, pose, size, lm, expr)
-        if due:  # the network runs on it (with the frame's other faces: process())
+        if expr is None:  # the network runs on it (with the frame's other faces: process())
             if pending is not None:
                 pending.append((obs, box))
             else:
@@ -454,14 +420,12 @@ class FaceTracker:
                     self._held.append((box, t_capture, obs.expression))
         return obs
 
-    def _expression(self, lm: np.ndarray, t: float, held
-                    ) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
+    def _expression(self, lm: np.ndarray, t: float, held) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Within ``1 / expression_fps`` of its last run, the last result of the same face (the last frame's face
-        whose box overlaps this one most, IoU >= 0.3): (that result, its box, False); else the network is due:
-        (None, box, True), or with the network deferred (that face's older result or None, box, True) (box None
-        without an expression rate: nothing is held)."""
+        whose box overlaps this one most, IoU >= 0.3): (that result, its box); else (None, box) = run the network
+        (box None without an expression rate: nothing is held)."""
         if not self._expr_interval:
-            return None, None, True
+            return None, None
         box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()], np.float32)
         best, best_iou = None, 0.3
         for b, t_run, e in held:
@@ -475,8 +439,8 @@ class FaceTracker:
             t_run, expr = best
             self.expr_held += 1
             self._held.append((box, t_run, expr))
-            return expr, box, False
-        return (best[1] if self._defer and best is not None else None), box, True
+            return expr, box
+        return None, box
 
     def _small_face(self, frame: np.ndarray):
         """No face in the whole frame: search a region (the last small face's, else the next of nine search
@@ -519,9 +483,6 @@ class FaceTracker:
         alone takes 5-10 s, so each close() runs in a daemon thread and is left behind if it takes longer."""
         import time
 
-        if self._pool is not None:  # the deferred expression's thread: its last run is finished, not waited for
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self._job = None, None
         lms = [lm for lm in (*self._lms.values(), self._roi_landmarker, self._detector) if lm is not None]
         self._lms, self._roi_landmarker, self._detector, self._landmarker = {}, None, None, None
         if not lms:
