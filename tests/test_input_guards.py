@@ -312,6 +312,48 @@ def test_malformed_osc_control_packets_are_ignored(weights, tmp_path):
         b.stop_recording()
 
 
+def test_osc_control_flood_is_dropped_before_parsing():
+    """Past the rate limit a plain message is counted and dropped on its first bytes: only about commands_per_s
+    packets a second reach python-osc's parser (the costly part), every dropped one is counted, the commands
+    that fit are obeyed, and a bundle is still parsed and limited message by message."""
+    seen: list[dict] = []
+    srv = OscControlServer("127.0.0.1", 0, lambda c: seen.append(c) or {"ok": True}, commands_per_s=50.0)
+    parsed = []
+    real = srv._dispatcher.call_handlers_for_packet
+    srv._dispatcher.call_handlers_for_packet = lambda data, addr: parsed.append(len(data)) or real(data, addr)
+    srv.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    status = _osc("/bridge/cmd/status")
+    try:
+        t0 = time.monotonic()
+        for i in range(3000):
+            tx.sendto(status, ("127.0.0.1", srv.port))
+            if i % 100 == 99:
+                time.sleep(0.002)  # stay inside the kernel's receive buffer
+        deadline = time.monotonic() + 5
+        while srv.received < 3000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        assert srv.received == 3000
+        assert len(parsed) <= 50 + 50 * elapsed + 5, f"{len(parsed)} of 3000 flood packets were parsed"
+        assert srv.flood_drops == 3000 - len(seen) and len(seen) >= 40
+        assert all(c == {"cmd": "status"} for c in seen)
+        # a bundle of commands is parsed, and its messages draw on the same bucket
+        time.sleep(1.1)  # the bucket refills
+        n = len(seen)
+        bundle = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + b"".join(
+            len(m).to_bytes(4, "big") + m for m in [_osc("/bridge/cmd/rate", 20.0), _osc("/bridge/cmd/reset")])
+        tx.sendto(bundle, ("127.0.0.1", srv.port))
+        deadline = time.monotonic() + 5
+        while len(seen) < n + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen[n:] == [{"cmd": "rate", "hz": 20.0}, {"cmd": "reset"}]
+    finally:
+        tx.close()
+        srv.stop()
+    assert not srv._thread.is_alive()
+
+
 # ================================================================================================ weights
 def test_damaged_weights_are_refused_with_weights_error(tmp_path):
     """What test_model.py does not cover: empty, HTML, a bare tensor, the right tag with missing or wrong content,
