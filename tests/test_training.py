@@ -147,7 +147,9 @@ def test_small_training_run_end_to_end(tmp_path):
     old = tmp_path / "old.pt"
     save_weights(old, old_net, {k: v for k, v in meta.items() if k != "label_bias"})
     cwd = os.getcwd()
-    os.chdir(tmp_path)  # the command's feature cache (.cache/features) goes there
+    (tmp_path / "cli" / ".cache").mkdir(parents=True)
+    (tmp_path / "cli" / ".cache" / "features").symlink_to(tmp_path / "cache")  # the command's feature cache
+    os.chdir(tmp_path / "cli")  # (.cache/features) is the one training filled: its clips are not extracted again
     try:
         res_cli = CliRunner().invoke(main, ["calibrate-labels", str(old), str(m), "--out", str(tmp_path / "re.pt"),
                                             "--workers", "1"])
