@@ -334,8 +334,8 @@ class AudioFeatures:
             tc = tv - tv.mean()
             ttv = float(tc @ tc)
             p_sl = float(tc @ (st - p_mu)) / ttv if ttv > 0 else 0.0  # least-squares slope (as polyfit, cheaper)
-            q10, q90 = np.percentile(st, [10, 90])
-            p_rng = float(q90 - q10)
+            q10, q90 = percentile_10_90(st)
+            p_rng = q90 - q10
         else:
             p_mu = p_sd = p_sl = p_rng = 0.0
         sp = rows[:, [self.i_cent, self.i_flux, self.i_zcr]]
@@ -351,6 +351,26 @@ class AudioFeatures:
             [vad.mean(), float(voice_active)],
         ]).astype(np.float32)
         return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0), voice_active
+
+
+def percentile_10_90(x: np.ndarray) -> tuple[float, float]:
+    """``np.percentile(x, [10, 90])`` of a float32 vector, bit for bit (its "linear" method, float64 arithmetic
+    on float32 neighbours, the same branch on the fraction), without its ~130 us of generic set-up per call: it
+    ran on every tick and was 1/6 of the window statistics."""
+    s = np.sort(x)
+    n = len(s)
+    out = []
+    for q in (0.1, 0.9):
+        v = (n - 1) * q
+        i = math.floor(v)
+        if v >= n - 1:
+            out.append(float(s[-1]))
+            continue
+        g = v - i
+        a, b = s[i], s[i + 1]
+        d = float(b - a)  # the difference in float32, the rest in float64, as numpy's _lerp
+        out.append(float(b) - d * (1 - g) if g >= 0.5 else float(a) + d * g)
+    return out[0], out[1]
 
 
 def sanitize_audio(samples: np.ndarray) -> np.ndarray:
