@@ -331,12 +331,15 @@ def test_osc_control_flood_is_dropped_before_parsing():
             if i % 100 == 99:
                 time.sleep(0.002)  # stay inside the kernel's receive buffer
         deadline = time.monotonic() + 5
-        while srv.received < 3000 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        last = -1
+        while srv.received != last and time.monotonic() < deadline:  # until the socket is drained
+            last = srv.received
+            time.sleep(0.2)
         elapsed = time.monotonic() - t0
-        assert srv.received == 3000
-        assert len(parsed) <= 50 + 50 * elapsed + 5, f"{len(parsed)} of 3000 flood packets were parsed"
-        assert srv.flood_drops == 3000 - len(seen) and len(seen) >= 40
+        # a loaded machine's kernel may drop some datagrams before the server sees them; what arrives is judged
+        assert srv.received >= 1500, f"only {srv.received} of 3000 datagrams arrived"
+        assert len(parsed) <= 50 + 50 * elapsed + 5, f"{len(parsed)} of {srv.received} flood packets were parsed"
+        assert srv.flood_drops == srv.received - len(seen) and len(seen) >= 40
         assert all(c == {"cmd": "status"} for c in seen)
         # a bundle of commands is parsed, and its messages draw on the same bucket
         time.sleep(1.1)  # the bucket refills

@@ -87,6 +87,10 @@ class OscControlServer:
                       "Set osc.control_port (0 disables it).", self.host, self.port, e)
             return
         sock.settimeout(0.2)  # how often the loop looks at the stop flag
+        try:  # room for a burst of sensor/controller packets while the loop is descheduled (the OS caps it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        except OSError:
+            pass
         self._sock, self.port = sock, sock.getsockname()[1]
         self._stop.clear()
         self._thread = threading.Thread(target=self._serve, name="osc-control", daemon=True)
