@@ -97,3 +97,46 @@ def test_one_face_layout_equals_the_plain_network(model):
         np.testing.assert_allclose(emb, e.numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(probs, torch.softmax(logits, 1).numpy(), rtol=1e-5, atol=1e-6)
         assert probs.argmax() == int(logits.argmax())
+
+
+def test_shipped_network_runs_its_onnx_export_equal_to_pytorch(tmp_path, caplog):
+    """The live path of the shipped (fine-tuned) network runs its ONNX export in onnxruntime: on the 9 real face
+    crops, one at a time and as one frame's batch, probabilities and embeddings equal the PyTorch network's to
+    float32 rounding and the labels are the same. An export made from other weights is not used (PyTorch runs,
+    with a warning that says how to re-export)."""
+    import shutil
+
+    from convert_face_api import reference_inputs
+
+    from bridge.features.expression import FINETUNED_WEIGHTS, file_sha256
+
+    torch.set_num_threads(1)
+    live = ExpressionModel(FINETUNED_WEIGHTS)
+    assert live._ort is not None, "the shipped ONNX export is missing or was made from other weights"
+    xs = np.stack([net_input(c) for c in reference_inputs()[0]])
+    with torch.no_grad():
+        logits, e_ref = live.net(torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2))))
+    p_ref = torch.softmax(logits, 1).numpy()
+    for k, x in enumerate(xs):
+        probs, emb = live(x)
+        np.testing.assert_allclose(emb[0], e_ref[k].numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(probs[0], p_ref[k], rtol=1e-5, atol=1e-6)
+        assert probs.argmax() == p_ref[k].argmax()
+    probs2, emb2 = live.faces(xs[:2])
+    np.testing.assert_allclose(emb2, e_ref[:2].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(probs2, p_ref[:2], rtol=1e-5, atol=1e-6)
+    # a re-trained network beside an export of the old one: the export is refused, PyTorch runs
+    own = tmp_path / "mine.npz"
+    z = dict(np.load(FINETUNED_WEIGHTS, allow_pickle=False))
+    first = next(k for k in z if z[k].dtype == np.float32 and z[k].size > 1)
+    z[first] = z[first] * np.float32(1.01)
+    np.savez(own, **z)
+    shutil.copy(FINETUNED_WEIGHTS.with_suffix(".onnx"), tmp_path / "mine.onnx")
+    assert file_sha256(own) != file_sha256(FINETUNED_WEIGHTS)
+    with caplog.at_level("WARNING"):
+        other = ExpressionModel(own)
+    assert other._ort is None and "Re-export" in caplog.text
+    probs, emb = other(xs[0])
+    with torch.no_grad():
+        lo, eo = other.net(torch.from_numpy(np.ascontiguousarray(xs[:1].transpose(0, 3, 1, 2))))
+    np.testing.assert_allclose(emb, eo.numpy(), rtol=1e-5, atol=1e-5)

@@ -51,7 +51,7 @@ def test_finetuned_weights_ship_with_provenance_and_are_the_default():
 
 
 def test_shipped_weights_are_checksum_verified(tmp_path, monkeypatch):
-    for name in ("face_expression.npz", "face_expression_ferplus.npz", "face_head.npz"):
+    for name in ("face_expression.npz", "face_expression_ferplus.npz", "face_head.npz", "face_expression_ferplus.onnx"):
         assert ex.verify_weights(ex.WEIGHTS_DIR / name)  # the recorded sha256 matches
     # an altered shipped file is refused with a clear message
     monkeypatch.setitem(ex.SHA256, "face_expression_ferplus.npz", "0" * 64)

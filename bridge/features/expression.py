@@ -44,6 +44,8 @@ SHA256 = {
     "face_expression.npz": "56afe4bf6630016745495660982c1b441298b609f23d7ad5b07d61cd7625e723",
     "face_expression_ferplus.npz": "f4787c210930e5d8b2f8802bd7789e59539d55229a29af5019e8455623727eb4",
     "face_head.npz": "a7ba405af028b231cbacf83e4888ae10bd4c0c6d503d85ec17b2cb0decccf6d4",
+    # the fine-tuned network exported for onnxruntime (tools/export_expression_onnx.py; records the npz's sha256)
+    "face_expression_ferplus.onnx": "13f5ee0df41eb3ba8169ff8297e1f5e5b89c577ebf8a23888eea28cd3b1f3948",
 }
 
 
@@ -324,6 +326,34 @@ def crop_face(image_bgr: np.ndarray, landmarks: np.ndarray, scale: float = 1.0) 
     return brighten(np.ascontiguousarray(sq[:, :, ::-1]))
 
 
+def onnx_session(weights: Path):
+    """The onnxruntime session of ``weights``' ONNX export (``<weights>.onnx``, tools/export_expression_onnx.py),
+    single-threaded; None when there is none, or when it was exported from other weights (then with a warning: a
+    re-trained network whose export was not redone runs in PyTorch, never as the stale export)."""
+    import logging
+
+    path = Path(weights).with_suffix(".onnx")
+    if not path.is_file():
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    verify_weights(path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    source = sess.get_modelmeta().custom_metadata_map.get("source_sha256")
+    if source != file_sha256(weights):
+        logging.getLogger(__name__).warning(
+            "%s was exported from other weights than %s; the expression network runs in PyTorch (slower). "
+            "Re-export it: pip install onnx; python tools/export_expression_onnx.py %s", path, weights, weights)
+        return None
+    return sess
+
+
 class ExpressionModel:
     """The network (single-threaded inference) with its provenance; ``__call__`` on 112x112 RGB inputs."""
 
@@ -331,11 +361,13 @@ class ExpressionModel:
         self.path = Path(path)
         weights, self.meta = load_tfjs_weights(self.path)
         self.net = net_from_weights(weights, self.path)
-        # the same network in channels-last memory layout, for one face at a time (the live path): oneDNN's
-        # depthwise and pointwise convolutions are faster on it (5.4 -> 3.7-4.7 ms of CPU per call here) and, for
-        # a single image, give bit-identical outputs (tests/test_expression.py); batches keep the plain layout,
-        # whose results differ from it by ~2e-6 at 64 images
-        self._net_one = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+        # the live path (the faces of one frame): onnxruntime on the weights' ONNX export when it is there (the
+        # shipped network has one; 2x faster than PyTorch here, equal to float32 rounding, tests/test_expression.py);
+        # else the same network in channels-last memory layout, which oneDNN's depthwise and pointwise convolutions
+        # run faster than the plain one. Batches through ``__call__`` (training, the face bank) keep PyTorch's plain
+        # layout.
+        self._ort = onnx_session(self.path)
+        self._net_one = None if self._ort is not None else copy.deepcopy(self.net).to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def __call__(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -343,19 +375,20 @@ class ExpressionModel:
         x = np.asarray(inputs, np.float32)
         if x.ndim == 3:
             x = x[None]
-        if len(x) == 1:  # NHWC as it comes is channels-last NCHW: a view, no copy
-            logits, emb = self._net_one(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
-        else:
-            logits, emb = self.net(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+        if len(x) == 1:
+            return self.faces(x)
+        logits, emb = self.net(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
         return torch.softmax(logits, 1).numpy(), emb.numpy()
 
     @torch.no_grad()
     def faces(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The live path's batch: (N, 112, 112, 3) -> as ``__call__``, through the channels-last copy (the faces
-        of one frame in one call: embeddings equal to one call per face, bit for bit, on the real test crops;
-        ~25 % less CPU than two calls for two faces). ``__call__``'s batches (training, the face bank) are kept."""
+        """The live path: (N, 112, 112, 3) -> as ``__call__``, the faces of one frame in one call (~25 % less CPU
+        than a call per face), through onnxruntime or the channels-last copy."""
         x = np.ascontiguousarray(np.asarray(inputs, np.float32))
-        logits, emb = self._net_one(torch.from_numpy(x).permute(0, 3, 1, 2))
+        if self._ort is not None:
+            probs, emb = self._ort.run(None, {"x": x})
+            return probs, emb
+        logits, emb = self._net_one(torch.from_numpy(x).permute(0, 3, 1, 2))  # NHWC is channels-last NCHW: a view
         return torch.softmax(logits, 1).numpy(), emb.numpy()
 
 
