@@ -114,6 +114,35 @@ def test_websocket_hello_state_and_stalled_client():
         hub.stop()
 
 
+def test_wire_times_follow_the_wall_clock_when_it_is_set(monkeypatch):
+    """The wall clock is set while an installation runs (NTP, a resumed VM): t_capture and t_emit on a real WebSocket
+    follow it, so a receiver's "delay" (its clock - t_emit) and the health message's t stay true. With an offset
+    fixed at start-up they stayed an hour (here) away."""
+    cfg = load_config(None, {"websocket.port": 0, "osc.enabled": False, "monitor.enabled": False})
+    hub = OutputHub(cfg)
+    hub.start()
+    got = []
+    try:
+        t = threading.Thread(target=lambda: asyncio.run(_collect(f"ws://127.0.0.1:{hub.ws.port}", 3, got)))
+        t.start()
+        deadline = time.monotonic() + 5
+        while hub.ws.n_clients < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        hub.publish(state(1))
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 3600.0)  # the clock is set an hour ahead
+        hub.publish(state(2))
+        after_set = real() + 3600.0
+        t.join(5)
+    finally:
+        monkeypatch.undo()
+        hub.stop()
+    s1, s2 = [m for _, m in got if m["type"] == "state"]
+    assert abs(s1["t_emit"] - time.time()) < 5
+    assert abs(s2["t_emit"] - after_set) < 1 and abs(s2["t_capture"] - after_set) < 1
+    assert 0 <= s2["t_emit"] - s2["t_capture"] < 0.5
+
+
 def test_websocket_garbage_flood_and_huge_frames():
     replies = []
     cfg = load_config(None, {"websocket.port": 0, "osc.enabled": False, "monitor.enabled": False,
