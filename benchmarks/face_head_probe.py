@@ -96,7 +96,7 @@ def cv_score(X, T, lab, cfg, folds=5):
     pred = np.zeros(len(X), int)
     for f in range(folds):
         m = fold == f
-        pred[m] = fr.head_predict(fr.train_head(X[~m], T[~m], cfg), X[m]).argmax(1)
+        pred[m] = fr.head_predict(fr.train_head(X[~m], T[~m], dict(cfg, members=1)), X[m]).argmax(1)
     s = scores(lab, pred)
     return s["accuracy"], s["uar"]
 
@@ -110,7 +110,7 @@ for name, keys, cfg, seeds, do_cv in variants:
     t0 = time.time()
     probs = []
     for sd in range(seeds):
-        h = fr.train_head(X, T, dict(cfg, seed=sd))
+        h = fr.train_head(X, T, dict(cfg, seed=sd, members=1))  # one head per seed; their mean is the ensemble
         probs.append(fr.head_predict(h, Xv))
         a, u, r = valid_score(probs[-1])
         log.info("%s seed %d: valid acc %.4f UAR %.4f %s", name, sd, a, u, np.round(list(r.values()), 2).tolist())

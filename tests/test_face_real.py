@@ -160,8 +160,30 @@ def test_head_training_leaves_torch_generator_alone():
     soft = rng.dirichlet(np.ones(7), 64).astype(np.float32)
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    head = train_head(X, soft, {"epochs": 2})
+    head = train_head(X, soft, {"epochs": 2, "members": 1})
     assert torch.equal(torch.random.get_rng_state(), before)
     assert np.isfinite(head["w0"]).all()
-    again = train_head(X, soft, {"epochs": 2})  # its own seed: the same head whatever came before
+    again = train_head(X, soft, {"epochs": 2, "members": 1})  # its own seed: the same head whatever came before
     assert all(np.array_equal(head[k], again[k]) for k in head)
+
+
+def test_head_ensemble_is_the_mean_of_its_seeds(tmp_path):
+    """members = K: K heads from seeds seed..seed+K-1, stacked in one file; the training code and the live FaceHead
+    both give the mean of the single heads' probabilities."""
+    from bridge.features.expression import FaceHead
+    from bridge.training.face_real import head_predict, save_head, train_head
+
+    rng = np.random.default_rng(1)
+    emb, bs = rng.normal(size=(80, 256)).astype(np.float32), rng.random((80, 52)).astype(np.float32)
+    X = np.concatenate([emb, bs], 1)
+    soft = rng.dirichlet(np.ones(7), 80).astype(np.float32)
+    ens = train_head(X, soft, {"epochs": 2, "members": 3, "seed": 4})
+    assert ens["w0"].shape == (3, 308, 256) and ens["b1"].shape == (3, 7) and ens["mu"].shape == (308,)
+    singles = [head_predict(train_head(X, soft, {"epochs": 2, "members": 1, "seed": s}), X) for s in (4, 5, 6)]
+    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # the members differ
+    want = np.mean(singles, 0)
+    np.testing.assert_allclose(head_predict(ens, X), want, atol=1e-6)
+    save_head(tmp_path / "head.npz", ens, {})
+    head = FaceHead(tmp_path / "head.npz")
+    assert head.members == 3 and head.meta["members"] == 3
+    np.testing.assert_allclose(np.concatenate([head(emb[i:i + 1], bs[i]) for i in range(5)]), want[:5], atol=1e-5)

@@ -398,8 +398,9 @@ HEAD_FEATURES = ("embedding", "blendshapes")  # what the head reads, in this ord
 
 class FaceHead:
     """The FER+-trained head: standardised [network embedding (256), blendshapes (52)] -> a linear layer or one
-    hidden ReLU layer -> 7 expression logits. Trained by ``bridge.training.face_real.train_head``; stored as plain
-    arrays (``face_head.npz``) with its training metadata."""
+    hidden ReLU layer -> 7 expression probabilities; several such heads from different seeds when the file holds
+    an ensemble (their probabilities averaged). Trained by ``bridge.training.face_real.train_head``; stored as
+    plain arrays (``face_head.npz``) with its training metadata."""
 
     def __init__(self, path: Path | str = DEFAULT_HEAD):
         z = np.load(verify_weights(path), allow_pickle=False)
@@ -410,19 +411,27 @@ class FaceHead:
         self.mu, self.sd = z["mu"].astype(np.float32), z["sd"].astype(np.float32)
         self.layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32))
                        for i in range(int(self.meta["n_layers"]))]
-
-    def logits(self, embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
-        x = (np.concatenate([np.atleast_2d(embedding), np.atleast_2d(blendshapes)], 1) - self.mu) / self.sd
-        for k, (w, b) in enumerate(self.layers):
-            x = x @ w + b
-            if k < len(self.layers) - 1:
-                x = np.maximum(x, 0.0)
-        return x
+        self.members = self.layers[0][0].shape[0] if self.layers[0][0].ndim == 3 else 1
 
     def __call__(self, embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
-        z = self.logits(embedding, blendshapes)
-        z = np.exp(z - z.max(1, keepdims=True))
-        return (z / z.sum(1, keepdims=True)).astype(np.float32)
+        return head_probs(self.mu, self.sd, self.layers,
+                          np.concatenate([np.atleast_2d(embedding), np.atleast_2d(blendshapes)], 1))
+
+
+def head_probs(mu: np.ndarray, sd: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]], X: np.ndarray
+               ) -> np.ndarray:
+    """Standardise ``X`` (rows), then dense layers with ReLU between them, softmax. Weights of shape (members,
+    inputs, outputs) are an ensemble: every member runs on the same rows and their probabilities are averaged."""
+    x = (np.asarray(X, np.float32) - mu) / sd
+    if layers[0][0].ndim == 3:
+        x = x[None]  # members x rows x inputs
+    for k, (w, b) in enumerate(layers):
+        x = x @ w + (b[:, None] if b.ndim == 2 else b)
+        if k < len(layers) - 1:
+            x = np.maximum(x, 0.0)
+    z = np.exp(x - x.max(-1, keepdims=True))
+    p = z / z.sum(-1, keepdims=True)
+    return (p.mean(0) if p.ndim == 3 else p).astype(np.float32)
 
 
 class FaceExpression:

@@ -317,6 +317,10 @@ def real_observations(timeline, bank: FaceBank, fps: float = 30.0, rng: np.rando
 
 HEAD_CONFIG = {"hidden": 256, "dropout": 0.5, "epochs": 40, "lr": 3e-3, "weight_decay": 1e-2, "batch": 256,
                "balance": 0.5, "seed": 0}
+# A config may add "members": K heads trained alike from seeds seed .. seed+K-1, their probabilities averaged (an
+# ensemble; 1 when absent, as shipped). docs/FACE_EVIDENCE.md, "Head ensembles": the one consistent gain of the head
+# variants measured on FER+; not the default yet (shipping it means rebuilding the bank and retraining the affect
+# model on it).
 
 
 def head_inputs(embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
@@ -325,13 +329,23 @@ def head_inputs(embedding: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
 
 def train_head(X: np.ndarray, soft: np.ndarray, config: dict | None = None) -> dict[str, np.ndarray]:
     """Soft-target cross-entropy (the FER+ "probability" scheme), classes weighted by prior**-balance.
-    Returns the head's arrays (mu, sd, w0, b0[, w1, b1]). Seeds torch's generator for its own draws and restores
-    it after: a face bank built inside ``emotion-bridge train`` (an empty cache) used to re-seed the affect
-    model's initialisation, so a cold and a warm run trained different networks."""
+    Returns the head's arrays (mu, sd, w0, b0[, w1, b1]); with ``members`` > 1 the weights and biases of that many
+    heads from consecutive seeds, stacked on a first axis (w0: members x inputs x hidden), which ``head_predict``
+    and ``FaceHead`` average. Seeds torch's generator for its own draws and restores it after: a face bank built
+    inside ``emotion-bridge train`` (an empty cache) used to re-seed the affect model's initialisation, so a cold
+    and a warm run trained different networks."""
     import torch
 
+    c = dict(HEAD_CONFIG, **(config or {}))
     with torch.random.fork_rng():
-        return _train_head(X, soft, config)
+        heads = [_train_head(X, soft, dict(c, seed=c["seed"] + k)) for k in range(int(c.get("members", 1)))]
+    if len(heads) == 1:
+        return heads[0]
+    out = {"mu": heads[0]["mu"], "sd": heads[0]["sd"]}  # the same data: the same standardisation
+    for k in heads[0]:
+        if k not in out:
+            out[k] = np.stack([h[k] for h in heads])
+    return out
 
 
 def _train_head(X: np.ndarray, soft: np.ndarray, config: dict | None) -> dict[str, np.ndarray]:
@@ -377,20 +391,18 @@ def save_head(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     from bridge.features.expression import EXPRESSION_LABELS, HEAD_FEATURES
 
     meta = dict(meta, features=list(HEAD_FEATURES), labels=list(EXPRESSION_LABELS),
-                n_layers=sum(1 for k in arrays if k.startswith("w")))
+                n_layers=sum(1 for k in arrays if k.startswith("w")),
+                members=int(arrays["w0"].shape[0]) if arrays["w0"].ndim == 3 else 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, meta=json.dumps(meta), **arrays)
 
 
 def head_predict(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    x = (np.asarray(X, np.float32) - arrays["mu"]) / arrays["sd"]
+    """The head's probabilities for the rows of ``X`` (the mean of its members' for an ensemble)."""
+    from bridge.features.expression import head_probs
+
     n = sum(1 for k in arrays if k.startswith("w"))
-    for i in range(n):
-        x = x @ arrays[f"w{i}"] + arrays[f"b{i}"]
-        if i < n - 1:
-            x = np.maximum(x, 0)
-    z = np.exp(x - x.max(1, keepdims=True))
-    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+    return head_probs(arrays["mu"], arrays["sd"], [(arrays[f"w{i}"], arrays[f"b{i}"]) for i in range(n)], X)
 
 
 def out_of_fold(X: np.ndarray, soft: np.ndarray, folds: int = 5, seed: int = 0, config: dict | None = None
